@@ -1,0 +1,1 @@
+"""Metrics and analyses: classification/segmentation/detection metrics, latent analysis, bias audits."""

@@ -1,0 +1,1 @@
+"""Synthetic cohorts with known generative factors: the ground truth for every evaluation."""

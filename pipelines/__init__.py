@@ -1,0 +1,1 @@
+"""Ignite/MONAI workflows, folder ingestion, MLflow wiring and the ``medglass`` command line."""
