@@ -1,0 +1,200 @@
+"""Load any supported medical image into a channel-first MONAI ``MetaTensor``.
+
+Formats: DICOM files (single- and multi-frame, compressed), DICOM series (a folder or a
+list of slice files), NIfTI (MONAI's ``NibabelReader``), PNG/JPEG/TIFF/BMP (MONAI's
+``PILReader``) and images inside MedMNIST ``.npz`` archives (``"file.npz#train/3"``).
+Every failure is an :class:`~transforms.read_errors.ImageReadError` naming the file and
+the reason. Output layout is MONAI's: ``(C, x, y[, z])`` with the affine in the metadata.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+
+from transforms.dicom_series import read_dicom, read_dicom_series
+from transforms.keys import Keys
+from transforms.medmnist_npz import load_npz_image, parse_medmnist_reference
+from transforms.read_errors import ImageReadError
+
+__all__ = ["ImageSource", "detect_format", "load_image", "LoadMedicalImage", "LoadMedicalImaged"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".mgz")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
+
+ImageSource = str | PathLike | Sequence[str | PathLike]
+
+
+def _suffix(path: str) -> str:
+    lower = path.lower()
+    return ".nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix
+
+
+def _has_dicom_magic(path: str) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def detect_format(source: ImageSource) -> str:
+    """Name the reader a source needs.
+
+    Args:
+        source: a file, a folder (DICOM series), a list of slice files, or an
+            ``"archive.npz#split/index"`` reference.
+
+    Returns:
+        One of ``"dicom"``, ``"dicom_series"``, ``"nifti"``, ``"pil"``, ``"npz"``.
+
+    Raises:
+        ImageReadError: the path does not exist, or the format is unsupported.
+    """
+    if not isinstance(source, (str, PathLike)):
+        return "dicom_series"
+    text = str(source)
+    if parse_medmnist_reference(text) is not None:
+        return "npz"
+    path = Path(text)
+    if path.is_dir():
+        return "dicom_series"
+    if not path.exists():
+        raise ImageReadError(text, "no such file or folder")
+    suffix = _suffix(text)
+    if suffix in NIFTI_SUFFIXES:
+        return "nifti"
+    if suffix in PIL_SUFFIXES:
+        return "pil"
+    if suffix == ".npz":
+        raise ImageReadError(text, "a MedMNIST archive holds many images; address one as 'file.npz#train/0'")
+    if suffix in DICOM_SUFFIXES or suffix == "" or _has_dicom_magic(text):
+        return "dicom"
+    raise ImageReadError(text, f"unsupported file type '{suffix}' (expected DICOM, NIfTI, PNG/JPEG/TIFF or .npz)")
+
+
+def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
+    """MONAI's LoadImage with one named reader, errors turned into ImageReadError."""
+    from monai.transforms import LoadImage
+
+    if Path(path).stat().st_size == 0:
+        raise ImageReadError(path, "empty file (0 bytes)")
+    loader = LoadImage(reader=reader_name, image_only=True, ensure_channel_first=True, dtype=np.float32)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = loader(path)
+    except Exception as err:
+        cause = err.__cause__ or err
+        kind = "NIfTI" if reader_name == "NibabelReader" else "image"
+        message = " ".join(str(cause).split())
+        raise ImageReadError(path, f"unreadable {kind} file ({type(cause).__name__}: {message[:160]})") from err
+    if not torch.isfinite(image).all():
+        raise ImageReadError(path, "image holds NaN or infinite values")
+    return image
+
+
+def _to_meta_tensor(array: np.ndarray, meta: dict) -> MetaTensor:
+    affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
+    return MetaTensor(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), affine=affine, meta=meta)
+
+
+def load_image(source: ImageSource, channels: int | None = None) -> MetaTensor:
+    """Load one image as a channel-first float32 ``MetaTensor``.
+
+    Args:
+        source: a DICOM/NIfTI/PNG/JPEG/TIFF file, a DICOM series (folder or list of
+            slice files) or a MedMNIST reference ``"archive.npz#train/0"``.
+        channels: ``None`` keeps the file's channels; ``1`` converts colour to grey
+            (ITU-R BT.601 luma); any other number must match the file.
+
+    Returns:
+        ``MetaTensor`` of shape ``(C, x, y[, z])`` with ``affine`` and
+        ``filename_or_obj`` in its metadata and no patient identifiers.
+
+    Raises:
+        ImageReadError: naming the file and the reason it cannot be read.
+        ValueError: ``channels`` is not positive.
+
+    Example:
+        >>> from pydicom.data import get_testdata_file
+        >>> load_image(get_testdata_file("CT_small.dcm")).shape
+        torch.Size([1, 128, 128])
+    """
+    if channels is not None and channels < 1:
+        raise ValueError(f"channels must be None or >= 1, got {channels!r}")
+    kind = detect_format(source)
+    if kind == "dicom":
+        image = _to_meta_tensor(*read_dicom(source))  # type: ignore[arg-type]
+    elif kind == "dicom_series":
+        image = _to_meta_tensor(*read_dicom_series(source))
+    elif kind == "npz":
+        array = load_npz_image(str(source))
+        meta = {"affine": np.eye(4), "filename_or_obj": str(source)}
+        image = _to_meta_tensor(array, meta)
+    else:
+        image = _load_with_monai(str(source), "NibabelReader" if kind == "nifti" else "PILReader")
+    if channels is not None and image.shape[0] != channels:
+        if channels == 1 and image.shape[0] in (3, 4):
+            from transforms.intensity import ToGrey
+
+            image = ToGrey()(image)
+        else:
+            name = source if isinstance(source, (str, PathLike)) else (list(source)[:1] or ["<empty>"])[0]
+            raise ImageReadError(name, f"has {image.shape[0]} channel(s), the pipeline expects {channels}")
+    return image
+
+
+class LoadMedicalImage(Transform):
+    """Transform form of :func:`load_image`.
+
+    Args:
+        channels: see :func:`load_image`.
+
+    Example:
+        >>> loader = LoadMedicalImage(channels=1)
+    """
+
+    def __init__(self, channels: int | None = None) -> None:
+        if channels is not None and channels < 1:
+            raise ValueError(f"channels must be None or >= 1, got {channels!r}")
+        self.channels = channels
+
+    def __call__(self, source: ImageSource) -> MetaTensor:
+        return load_image(source, channels=self.channels)
+
+
+class LoadMedicalImaged(MapTransform):
+    """Dictionary twin of :class:`LoadMedicalImage`: loads every key's path in place.
+
+    Args:
+        keys: keys whose values are image sources (default ``image``).
+        channels: see :func:`load_image`; masks usually want ``None``.
+        allow_missing_keys: skip keys absent from the record.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection = (Keys.IMAGE,),
+        channels: int | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.loader = LoadMedicalImage(channels)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.loader(d[key])
+        return d
