@@ -14,8 +14,11 @@ conversion to MONAI's channel-first ``(C, x, y[, z])`` layout happens in
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -28,7 +31,13 @@ from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRL
 
 from transforms.read_errors import ImageReadError
 
-__all__ = ["DicomImage", "read_dicom_dataset", "decode_dicom_pixels", "read_dicom_file"]
+__all__ = [
+    "DicomImage",
+    "read_dicom_dataset",
+    "decode_dicom_pixels",
+    "read_dicom_file",
+    "quiet_native_output",
+]
 
 _TRUNCATION_HINTS = ("less than expected", "doesn't match the expected", "does not match the expected")
 
@@ -101,7 +110,9 @@ def _read_without_preamble(path: str, stop_before_pixels: bool) -> Dataset:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=stop_before_pixels)
         keys = list(ds.keys())
     except Exception as err:
-        raise ImageReadError(path, "not a DICOM file (no DICM preamble and no parsable DICOM elements)") from err
+        raise ImageReadError(
+            path, "not a DICOM file (no DICM preamble and no parsable DICOM elements)"
+        ) from err
     # A forced read of text or binary junk yields few elements with nonsense tags; a real
     # preamble-less DICOM object carries identifying elements of groups 0008/0020/0028.
     # Groups: 0008 identification, 0010 patient, 0018 acquisition, 0020 relationship,
@@ -111,6 +122,32 @@ def _read_without_preamble(path: str, stop_before_pixels: bool) -> Dataset:
     if not keys or not has_known:
         raise ImageReadError(path, "not a DICOM file (no DICM preamble and no DICOM image elements)")
     return ds
+
+
+@contextlib.contextmanager
+def quiet_native_output() -> Iterator[None]:
+    """Silence what C decoders (libjpeg, openjpeg, GDCM) print straight to fds 1 and 2.
+
+    Their messages duplicate the exception we turn into a reject reason and would break
+    progress bars; Python-level output is flushed first and restored afterwards.
+    """
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+    except (OSError, ValueError, AttributeError):  # no real fds (e.g. embedded interpreters)
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def decode_dicom_pixels(ds: Dataset, path: str | PathLike) -> tuple[np.ndarray, str]:
@@ -134,7 +171,7 @@ def decode_dicom_pixels(ds: Dataset, path: str | PathLike) -> tuple[np.ndarray, 
         raise ImageReadError(path, f"no pixel data (a DICOM object without an image: {kind})")
     syntax = ds.file_meta.TransferSyntaxUID
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), quiet_native_output():
             warnings.simplefilter("ignore")
             raw = ds.pixel_array
         decoder = "pydicom"
@@ -150,7 +187,9 @@ def decode_dicom_pixels(ds: Dataset, path: str | PathLike) -> tuple[np.ndarray, 
                 if getattr(syntax, "is_compressed", False)
                 else "pixel data cannot be decoded"
             )
-            raise ImageReadError(path, f"{what} (pydicom: {message[:120]}; SimpleITK: {sitk_error[:80]})") from err
+            raise ImageReadError(
+                path, f"{what} (pydicom: {message[:120]}; SimpleITK: {sitk_error[:80]})"
+            ) from err
         return _as_frames(raw.astype(np.float32, copy=False), colour_last=raw.ndim == 4), "simpleitk"
     pixels = _to_float(raw, ds)
     photometric = str(ds.get("PhotometricInterpretation", "")).upper()
@@ -168,7 +207,10 @@ def _to_float(raw: np.ndarray, ds: Dataset) -> np.ndarray:
 
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric == "PALETTE COLOR":
-        return apply_color_lut(raw, ds).astype(np.float32)
+        rgb = apply_color_lut(raw, ds)
+        if int(ds.get("BitsAllocated", 8) or 8) == 8 and rgb.max() > 255:
+            rgb = rgb // 256  # 16-bit LUT entries for an 8-bit image: keep 8-bit range, as GDCM does
+        return rgb.astype(np.float32)
     if _samples(ds) != 1:
         return raw.astype(np.float32)  # pydicom already converted YBR to RGB
     pixels = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
@@ -195,7 +237,8 @@ def _decode_with_simpleitk(path: str) -> tuple[np.ndarray | None, str]:
 
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        image = sitk.ReadImage(path)
+        with quiet_native_output():
+            image = sitk.ReadImage(path)
         array = sitk.GetArrayFromImage(image)  # (frames, rows, cols[, comps])
     except Exception as err:
         return None, " ".join(str(err).split()[-12:])
@@ -225,7 +268,9 @@ def read_dicom_file(path: str | PathLike) -> DicomImage:
     pixels, decoder = decode_dicom_pixels(ds, path)
     rows, cols = ds.get("Rows"), ds.get("Columns")
     if rows and cols and tuple(pixels.shape[1:3]) != (int(rows), int(cols)):
-        raise ImageReadError(path, f"decoded size {pixels.shape[1:3]} differs from header Rows/Columns {(rows, cols)}")
+        raise ImageReadError(
+            path, f"decoded size {pixels.shape[1:3]} differs from header Rows/Columns {(rows, cols)}"
+        )
     if "PixelData" in ds:
         del ds.PixelData  # keep the header, free the bytes
     return DicomImage(path=path, dataset=ds, pixels=pixels, decoder=decoder)

@@ -163,7 +163,9 @@ def read_dicom_series(paths: Sequence[str | PathLike] | str | PathLike) -> tuple
         return read_dicom(files[0])
     shapes = {im.pixels.shape for im in images}
     if len(shapes) > 1 or images[0].pixels.shape[0] != 1:
-        raise ImageReadError(where, f"slices differ in size or are multi-frame ({sorted(shapes)}); not one series")
+        raise ImageReadError(
+            where, f"slices differ in size or are multi-frame ({sorted(shapes)}); not one series"
+        )
     positions = [series_sort_key(im.dataset) for im in images]
     if all(p is not None for p in positions):
         order = np.argsort(positions, kind="stable")

@@ -9,8 +9,10 @@ the reason. Output layout is MONAI's: ``(C, x, y[, z])`` with the affine in the 
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
+from functools import lru_cache
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -81,16 +83,36 @@ def detect_format(source: ImageSource) -> str:
         raise ImageReadError(text, "a MedMNIST archive holds many images; address one as 'file.npz#train/0'")
     if suffix in DICOM_SUFFIXES or suffix == "" or _has_dicom_magic(text):
         return "dicom"
-    raise ImageReadError(text, f"unsupported file type '{suffix}' (expected DICOM, NIfTI, PNG/JPEG/TIFF or .npz)")
+    raise ImageReadError(
+        text, f"unsupported file type '{suffix}' (expected DICOM, NIfTI, PNG/JPEG/TIFF or .npz)"
+    )
+
+
+@lru_cache(maxsize=2)
+def _monai_loader(reader_name: str) -> Transform:
+    """MONAI's LoadImage bound to one reader instance (built once)."""
+    from monai.data import NibabelReader, PILReader
+    from monai.transforms import LoadImage
+
+    reader = NibabelReader() if reader_name == "NibabelReader" else PILReader()
+    # LoadImage also instantiates every default reader; MONAI's GPU DICOM reader then
+    # warns (logger and warning) that nvImageCodec is missing, which is irrelevant here.
+    plugin_logger = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = plugin_logger.level
+    plugin_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return LoadImage(reader=reader, image_only=True, ensure_channel_first=True, dtype=np.float32)
+    finally:
+        plugin_logger.setLevel(level)
 
 
 def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
     """MONAI's LoadImage with one named reader, errors turned into ImageReadError."""
-    from monai.transforms import LoadImage
-
     if Path(path).stat().st_size == 0:
         raise ImageReadError(path, "empty file (0 bytes)")
-    loader = LoadImage(reader=reader_name, image_only=True, ensure_channel_first=True, dtype=np.float32)
+    loader = _monai_loader(reader_name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -99,7 +121,9 @@ def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
         cause = err.__cause__ or err
         kind = "NIfTI" if reader_name == "NibabelReader" else "image"
         message = " ".join(str(cause).split())
-        raise ImageReadError(path, f"unreadable {kind} file ({type(cause).__name__}: {message[:160]})") from err
+        raise ImageReadError(
+            path, f"unreadable {kind} file ({type(cause).__name__}: {message[:160]})"
+        ) from err
     if not torch.isfinite(image).all():
         raise ImageReadError(path, "image holds NaN or infinite values")
     return image
@@ -107,7 +131,9 @@ def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
 
 def _to_meta_tensor(array: np.ndarray, meta: dict) -> MetaTensor:
     affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
-    return MetaTensor(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), affine=affine, meta=meta)
+    return MetaTensor(
+        torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), affine=affine, meta=meta
+    )
 
 
 def load_image(source: ImageSource, channels: int | None = None) -> MetaTensor:

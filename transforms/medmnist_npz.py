@@ -15,7 +15,13 @@ import numpy as np
 
 from transforms.read_errors import ImageReadError
 
-__all__ = ["MEDMNIST_SPLITS", "read_medmnist_npz", "medmnist_reference", "parse_medmnist_reference", "load_npz_image"]
+__all__ = [
+    "MEDMNIST_SPLITS",
+    "read_medmnist_npz",
+    "medmnist_reference",
+    "parse_medmnist_reference",
+    "load_npz_image",
+]
 
 #: MedMNIST split names and the MONAI datalist sections they map to.
 MEDMNIST_SPLITS = {"train": "training", "val": "validation", "test": "test"}
@@ -34,10 +40,14 @@ def _load(path: str, mtime: float) -> dict[str, tuple[np.ndarray, np.ndarray | N
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise ImageReadError(path, f"not a readable .npz archive ({type(err).__name__}: {err})") from err
     if not splits:
-        raise ImageReadError(path, f"no MedMNIST arrays (expected train_images/val_images/test_images, found {sorted(keys)})")
+        raise ImageReadError(
+            path, f"no MedMNIST arrays (expected train_images/val_images/test_images, found {sorted(keys)})"
+        )
     for split, (images, labels) in splits.items():
         if images.ndim not in (3, 4, 5):
-            raise ImageReadError(path, f"{split}_images must be (N, H, W[, D][, C]), got shape {images.shape}")
+            raise ImageReadError(
+                path, f"{split}_images must be (N, H, W[, D][, C]), got shape {images.shape}"
+            )
         if labels is not None and len(labels) != len(images):
             raise ImageReadError(path, f"{split}_labels has {len(labels)} rows for {len(images)} images")
     return splits
@@ -105,7 +115,9 @@ def load_npz_image(reference: str) -> np.ndarray:
         raise ImageReadError(path, f"no '{split}' split in archive (found {sorted(splits)})")
     images = splits[split][0]
     if not 0 <= index < len(images):
-        raise ImageReadError(reference, f"index {index} out of range for {split} split of {len(images)} images")
+        raise ImageReadError(
+            reference, f"index {index} out of range for {split} split of {len(images)} images"
+        )
     image = np.asarray(images[index], dtype=np.float32)
     if images.ndim == 3:  # 2D grey (H, W)
         return np.ascontiguousarray(image.T[None])

@@ -1,0 +1,147 @@
+"""The ``medglass`` command line: thin shells over typed functions.
+
+Every subcommand validates its arguments, calls one function and prints a short
+summary. Errors print one line (``medglass ingest: error: ...``) and exit with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _quiet_libraries() -> None:
+    """Keep third-party chatter (pydicom header warnings, MONAI optional readers) off the console."""
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    for name in ("pydicom", "monai", "monai.data.nvimgcodec_pydicom_plugin", "nibabel"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from pipelines.ingest import ingest_folder
+
+    result = ingest_folder(
+        args.src, args.out, labels_csv=args.labels, salt=args.salt, progress=not args.no_progress
+    )
+    out = Path(args.out)
+    print(
+        f"ingested {result.n_files} files in {result.seconds:.1f} s ({result.n_files / max(result.seconds, 1e-9):.0f} files/s)"
+    )
+    print(f"  {len(result.records)} images -> {out / 'datalist.json'}")
+    print(f"  {len(result.rejects)} rejected -> {out / 'rejects.csv'}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    if not result.records:
+        print(
+            f"medglass ingest: error: {args.src}: no readable images found (see {out / 'rejects.csv'})",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from phantoms.brain_cohort import PhantomConfig, generate_cohort
+
+    config = PhantomConfig(
+        kind=args.kind,
+        n=args.n,
+        seed=args.seed,
+        size=args.size,
+        marker_correlation=args.marker_correlation,
+        image_format=args.format or ("png" if args.kind == "brain2d" else "nifti"),
+    )
+    summary = generate_cohort(config, args.out, progress=not args.no_progress)
+    print(json.dumps(summary, indent=1, default=str))
+    print(f"datalist: {Path(args.out) / 'datalist.json'}  factors: {Path(args.out) / 'factors.csv'}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from pipelines.demo import run_demo
+
+    run_demo(args.out, n=args.n, seed=args.seed, progress=not args.no_progress)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``medglass`` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="medglass", description="Glass-box medical image analysis on MONAI."
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    ingest = sub.add_parser("ingest", help="read a folder of DICOM/NIfTI/PNG/npz files into a MONAI datalist")
+    ingest.add_argument("src", help="folder to read (never modified)")
+    ingest.add_argument("--out", required=True, help="output folder for datalist.json and rejects.csv")
+    ingest.add_argument("--labels", help="CSV with a 'label' column and a 'file' or 'patient' column")
+    ingest.add_argument(
+        "--salt", help="secret for site pseudonyms (default: $MEDGLASS_SITE_SALT, else random)"
+    )
+    ingest.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ingest.set_defaults(func=_cmd_ingest)
+
+    phantom = sub.add_parser("phantom", help="generate a synthetic cohort with known generative factors")
+    phantom.add_argument("--kind", choices=("brain2d", "brain3d"), default="brain2d")
+    phantom.add_argument("--n", type=int, default=100, help="number of images (default 100)")
+    phantom.add_argument("--seed", type=int, default=0)
+    phantom.add_argument("--out", required=True, help="output folder")
+    phantom.add_argument(
+        "--marker-correlation",
+        type=float,
+        default=0.5,
+        help="P(spurious marker present == label); 0.5 = independent (default), 0.9 = shortcut, 0.1 = reversed",
+    )
+    phantom.add_argument("--size", type=int, default=64, help="image edge length in pixels (default 64)")
+    phantom.add_argument(
+        "--format", choices=("png", "nifti", "dicom"), help="file format (default png 2D, nifti 3D)"
+    )
+    phantom.add_argument("--no-progress", action="store_true")
+    phantom.set_defaults(func=_cmd_phantom)
+
+    demo = sub.add_parser("demo", help="the end-to-end demo on a generated phantom cohort")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    demo.add_argument("--n", type=int, default=400, help="phantom images to generate (default 400)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``medglass``; returns the exit status.
+
+    Args:
+        argv: arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 when the command ran but found nothing usable, 2 on errors.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print(f"medglass {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"medglass {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
