@@ -237,18 +237,18 @@ def ingest_folder(
                 (path, f"unexpected error ({type(err).__name__}: {' '.join(str(err).split())[:160]})")
             )
 
-    patients: dict[int, str] = {}
     for group in _group_series(dicom_entries):
         image = group[0].path if len(group) == 1 else [m.path for m in group]
         shape = list(group[0].shape) + ([len(group)] if len(group) > 1 else [])
         record = {Keys.IMAGE.value: image, "shape": shape, Keys.ATTRIBUTES.value: group[0].attributes}
-        patients[id(record)] = group[0].patient
+        record["_patient"] = group[0].patient  # for the label join only; never written
         other_records.append(record)
 
     for index, record in enumerate(sorted(other_records, key=lambda r: str(r[Keys.IMAGE.value]))):
+        patient = record.pop("_patient", "")
         record = {Keys.ID.value: f"img{index:05d}", **record}
         if label_table and Keys.LABEL.value not in record:
-            label = _join_label(record, join_on, label_table, src_path, patients.get(id(record), ""))
+            label = _join_label(record, join_on, label_table, src_path, patient)
             if label is not None:
                 record[Keys.LABEL.value] = _parse_label(label)
         result.records.append(record)

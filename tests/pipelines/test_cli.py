@@ -1,0 +1,56 @@
+"""The medglass command line: one-line errors, exit codes, subcommands wired to their functions."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from pipelines.cli import main
+from tests.conftest import pydicom_test_dir
+
+
+def test_ingest_command(tmp_path, capsys):
+    src = tmp_path / "src"
+    src.mkdir()
+    shutil.copy(pydicom_test_dir() / "CT_small.dcm", src / "a.dcm")
+    (src / "junk.dcm").write_bytes(b"")
+    assert main(["ingest", str(src), "--out", str(tmp_path / "out"), "--no-progress", "--salt", "x"]) == 0
+    out = capsys.readouterr().out
+    assert "1 images" in out and "1 rejected" in out
+
+
+def test_folder_without_images_exits_1_with_one_line(tmp_path, capsys):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "readme.txt").write_text("hello")
+    assert main(["ingest", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no readable images found" in err[0]
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.cli",
+            "ingest",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"medglass ingest: error: SRC {tmp_path / 'nope'}: not a folder"
+    assert "Traceback" not in proc.stderr
+
+
+def test_phantom_bad_argument_is_one_line(tmp_path, capsys):
+    code = main(["phantom", "--out", str(tmp_path / "p"), "--marker-correlation", "1.5", "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("medglass phantom: error: marker_correlation must be in [0")
+    assert "got 1.5" in err and len(err.splitlines()) == 1
