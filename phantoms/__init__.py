@@ -1,1 +1,13 @@
-"""Synthetic cohorts with known generative factors: the ground truth for every evaluation."""
+"""Synthetic cohorts with known generative factors: the ground truth for every evaluation.
+
+Example:
+    >>> from phantoms import PhantomConfig, generate_cohort
+    >>> generate_cohort(PhantomConfig(kind="brain2d", n=50, marker_correlation=0.9), "runs/phantom2d")
+"""
+
+from __future__ import annotations
+
+from .brain_cohort import RenderedSubject, generate_cohort, render_subject, subject_grid
+from .phantom_config import PhantomConfig
+
+__all__ = ["PhantomConfig", "RenderedSubject", "generate_cohort", "render_subject", "subject_grid"]

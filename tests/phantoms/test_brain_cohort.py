@@ -227,6 +227,25 @@ def test_age_enlarges_ventricles(clean_cohort: tuple) -> None:
     assert dark[ages >= 65].mean() > 1.2 * dark[ages < 35].mean()
 
 
+@pytest.mark.parametrize("name", ["2d-png", "3d-nifti"])
+def test_marker_sits_outside_the_head(name: str) -> None:
+    from phantoms import subject_grid
+    from phantoms.site_effects import marker_region
+
+    cfg = COHORTS[name]
+    grid = subject_grid(cfg)
+    region = marker_region(cfg)
+    template = grid.t1[..., int(grid.slice_z)] if cfg.kind == "brain2d" else grid.t1
+    assert template[region].size >= 1 and template[region].max() == 0.0
+    # room for head scale, shift, rotation and deformation: the token is > 15% of the edge from the head
+    mask = np.zeros(template.shape, bool)
+    mask[region] = True
+    token = np.argwhere(mask)
+    head = np.argwhere(template > 0.01)
+    gap = np.sqrt(((head[:, None, :] - token[None, :, :]) ** 2).sum(-1)).min()
+    assert gap > 0.15 * cfg.size
+
+
 def test_out_dir_must_be_a_folder(tmp_path: Path) -> None:
     file = tmp_path / "taken"
     file.write_text("x")

@@ -1,0 +1,113 @@
+"""Throughput of the encoder unit types (``shuffle`` vs ``dense``) in GlassBoxNet, per size preset.
+
+For each thread count, size preset and unit type this prints the parameters and
+MACs per image (whole model and encoder alone) and the images/s of one training
+step's forward + backward (fastest of ``--iters`` steps, unit types timed in
+alternation) (batch 32, 1×64×64, reconstruction + KL + CE loss),
+for the whole model and for the encoder alone. The default unit of
+:class:`networks.glassbox.GlassBoxNet` is the one with the best images/s at
+(near-)equal parameters; accuracy is compared later by the training bench.
+
+Run: ``.venv/bin/python bench/bench_units.py`` (about 2 minutes on 2 CPU cores);
+``--sizes tiny --threads 1`` for a quick look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from networks.glassbox import GlassBoxNet  # noqa: E402
+from networks.losses import kl_per_dim, masked_cross_entropy  # noqa: E402
+from networks.shuffle_units import UNIT_TYPES  # noqa: E402
+from networks.summary import count_macs, count_parameters  # noqa: E402
+
+
+def _steps(model: GlassBoxNet, batch: int, img: int) -> dict[str, Callable[[], None]]:
+    """One training step of the whole model and one of the encoder alone (forward + backward)."""
+    x = torch.rand(batch, 1, img, img)
+    labels = torch.randint(0, 2, (batch,))
+
+    def full_step() -> None:
+        model.zero_grad(set_to_none=True)
+        out = model(x)
+        loss = (out["recon"] - x).pow(2).flatten(1).sum(1).mean()
+        loss = loss + kl_per_dim(out["mu"], out["logvar"]).sum() + masked_cross_entropy(out["logits"], labels)
+        loss.backward()
+
+    def encoder_step() -> None:
+        model.zero_grad(set_to_none=True)
+        model.encoder(x).square().mean().backward()
+
+    return {"img_s": full_step, "enc_img_s": encoder_step}
+
+
+def bench_size(size: str, units: list[str], batch: int, iters: int, img: int) -> dict[str, dict[str, float]]:
+    """Measure every unit type at one size preset; returns params, MACs and images/s per unit.
+
+    The units' steps are timed in alternation and the fastest of ``iters`` steps is kept: the
+    machine is shared, and alternation plus best-of expose both units to the same interference.
+    """
+    results: dict[str, dict[str, float]] = {}
+    steps: dict[str, dict[str, Callable[[], None]]] = {}
+    for unit in units:
+        torch.manual_seed(0)
+        model = GlassBoxNet(spatial_dims=2, img_size=(img, img), size=size, unit=unit).train()
+        macs, per_module = count_macs(model, (1, 1, img, img))
+        results[unit] = {
+            "params": count_parameters(model)[0],
+            "enc_params": count_parameters(model.encoder)[0],
+            "macs": macs,
+            "enc_macs": per_module.get("encoder", 0),
+            "img_s": 0.0,
+            "enc_img_s": 0.0,
+        }
+        steps[unit] = _steps(model, batch, img)
+        for step in steps[unit].values():
+            step()  # warm-up (allocations, oneDNN kernel selection)
+    for _ in range(iters):
+        for unit in units:
+            for key, step in steps[unit].items():
+                start = time.perf_counter()
+                step()
+                results[unit][key] = max(results[unit][key], batch / (time.perf_counter() - start))
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["tiny", "small", "base"])
+    parser.add_argument("--units", nargs="+", default=list(UNIT_TYPES))
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=4)
+    parser.add_argument("--img", type=int, default=64)
+    args = parser.parse_args(argv)
+
+    print(f"torch {torch.__version__}, batch {args.batch}, {args.img}x{args.img}, forward+backward")
+    header = (
+        f"{'thr':>3} {'size':<6}{'unit':<8}{'params':>10}{'enc params':>11}{'MMACs':>8}{'enc MMACs':>10}"
+        f"{'img/s':>8}{'enc img/s':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for size in args.sizes:
+            for unit, r in bench_size(size, args.units, args.batch, args.iters, args.img).items():
+                print(
+                    f"{threads:>3} {size:<6}{unit:<8}{r['params']:>10,}{r['enc_params']:>11,}"
+                    f"{r['macs'] / 1e6:>8.1f}{r['enc_macs'] / 1e6:>10.1f}{r['img_s']:>8.1f}{r['enc_img_s']:>10.1f}",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Cohort files: per-subject image and mask files, ``datalist.json``, ``factors.csv``, ``phantom_config.json``.
+
+Layout under ``out_dir``::
+
+    images/<id>.png | <id>.nii.gz | <id>.dcm | <id>/slice_000.dcm ...   (brain3d + dicom: a series folder)
+    masks/<id>.png | <id>.nii.gz                                         (PNG for 2D png/dicom, else NIfTI)
+    datalist.json   factors.csv   phantom_config.json
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .image_files import (
+    DicomSubject,
+    write_dicom_series,
+    write_dicom_slice,
+    write_nifti,
+    write_png_image,
+    write_png_mask,
+)
+from .phantom_config import SPLITS, PhantomConfig
+from .subjects import Subject
+
+__all__ = ["file_names", "write_datalist", "write_factors_csv", "write_phantom_config", "write_subject_files"]
+
+
+def file_names(cfg: PhantomConfig, sid: str) -> tuple[str, str]:
+    """Relative image and mask paths of subject ``sid`` (POSIX separators)."""
+    fmt, two_d = cfg.image_format, cfg.kind == "brain2d"
+    image = {
+        "png": f"images/{sid}.png",
+        "nifti": f"images/{sid}.nii.gz",
+        "dicom": f"images/{sid}.dcm" if two_d else f"images/{sid}",
+    }[fmt]
+    mask = f"masks/{sid}.png" if two_d and fmt in ("png", "dicom") else f"masks/{sid}.nii.gz"
+    return image, mask
+
+
+def write_subject_files(
+    out_dir: Path,
+    cfg: PhantomConfig,
+    subject: Subject,
+    image: np.ndarray,
+    mask: np.ndarray,
+    affine: np.ndarray,
+) -> tuple[str, str]:
+    """Write one subject's image and mask.
+
+    Args:
+        out_dir: cohort folder (``images/`` and ``masks/`` must exist).
+        cfg: the cohort config (format, kind, seed).
+        subject: the subject (id and DICOM metadata).
+        image: float ``[x, y(, z)]`` in [0, 1].
+        mask: uint8 ``[x, y(, z)]`` 0/1.
+        affine: voxel-to-RAS affine of the image grid.
+
+    Returns:
+        The relative image and mask paths.
+    """
+    image_rel, mask_rel = file_names(cfg, subject.id)
+    image_path, mask_path = out_dir / image_rel, out_dir / mask_rel
+    if cfg.image_format == "png":
+        write_png_image(image_path, image)
+    elif cfg.image_format == "nifti":
+        write_nifti(image_path, image, affine)
+    else:
+        dicom = DicomSubject(
+            patient_id=subject.id,
+            sex=subject.sex,
+            age_years=subject.age,
+            site=subject.site.name,
+            scanner=subject.site.scanner,
+            uid_entropy=("medglass-phantom", cfg.kind, str(cfg.size), str(cfg.seed), subject.id),
+        )
+        if cfg.kind == "brain2d":
+            write_dicom_slice(image_path, image, affine, dicom)
+        else:
+            write_dicom_series(image_path, image, affine, dicom)
+    if mask_rel.endswith(".png"):
+        write_png_mask(mask_path, mask)
+    else:
+        write_nifti(mask_path, mask.astype(np.uint8), affine)
+    return image_rel, mask_rel
+
+
+def write_datalist(
+    path: Path, cfg: PhantomConfig, records: list[dict[str, Any]], splits: list[str], description: str
+) -> None:
+    """Write the MONAI datalist (``training`` / ``validation`` / ``test`` lists in index order).
+
+    Args:
+        path: destination ``datalist.json``.
+        cfg: the cohort config (stored under ``phantom_config``).
+        records: one datalist record per subject, in index order.
+        splits: each subject's split name.
+        description: the datalist's ``description``.
+    """
+    data: dict[str, Any] = {name: [] for name in SPLITS}
+    for record, split in zip(records, splits, strict=True):
+        data[split].append(record)
+    data["description"] = description
+    data["phantom_config"] = cfg.to_dict()
+    path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else format(value, ".6g")
+    return str(value)
+
+
+def write_factors_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write one row per subject; columns are the keys of the first row, in order.
+
+    Floats are written with 6 significant digits; NaN as ``nan``.
+    """
+    if not rows:
+        raise ValueError("write_factors_csv needs at least one row, got none")
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(list(rows[0]))
+        for row in rows:
+            writer.writerow([_cell(v) for v in row.values()])
+
+
+def write_phantom_config(path: Path, cfg: PhantomConfig) -> None:
+    """Write the config as JSON (``PhantomConfig.from_dict`` reads it back)."""
+    path.write_text(json.dumps(cfg.to_dict(), indent=1) + "\n")
