@@ -64,7 +64,7 @@ def cohort_montage(
         ax.set_title(
             f"{record.get(Keys.ID, '')} y={record.get(Keys.LABEL, '?')}\n"
             f"{attrs.get('sex', '')} {attrs.get('age_band', '')} site {attrs.get('site', '')} "
-            f"{'M' if attrs.get('marker') == 'present' else ''}",
+            f"{'+marker' if attrs.get('marker') == 'present' else ''}",
             fontsize=7,
         )
     fig.tight_layout()
