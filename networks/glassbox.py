@@ -1,0 +1,262 @@
+"""``GlassBoxNet``: shuffle-unit encoder → spatial attention → β-VAE latent → decoder, and a head on ``mu``.
+
+The classifier reads the latent *mean*; with the default linear head each
+latent's contribution to a logit is ``weight × value``
+(:meth:`GlassBoxNet.latent_contributions`). ``encode``, ``reparameterize``,
+``decode`` and ``classify`` are exported to TorchScript, so latent traversals,
+counterfactuals and concept erasure between encoder and head also work on an
+exported model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from networks.attention import SpatialAttention, upsample_attention
+from networks.classifier_heads import HEAD_TYPES, latent_contributions, make_head
+from networks.decoder import OUTPUT_ACTIVATIONS, UPSAMPLE_MODES, LatentDecoder
+from networks.encoder import ShuffleEncoder
+from networks.latent import GaussianLatent, reparameterize
+from networks.presets import SIZE_PRESETS, get_preset
+from networks.shuffle_units import UNIT_TYPES
+from transforms.keys import Keys
+
+__all__ = ["GlassBoxNet"]
+
+
+def _fmt_size(size: list[int]) -> str:
+    """``[65, 64]`` → ``"(65, 64)"`` (TorchScript-compatible)."""
+    return "(" + ", ".join([str(s) for s in size]) + ")"
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+class GlassBoxNet(nn.Module):
+    """Glass-box autoencoder-classifier for 2D or 3D images.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: image channels.
+        num_classes: number of classifier logits.
+        img_size: spatial size of the images (int for all dims, or one per dim); each
+            entry must be divisible by the encoder's total stride (8).
+        size: width/depth preset, ``"tiny"`` (~0.2 M params), ``"small"`` or ``"base"`` (a few M).
+        latent_dim: number of latent variables.
+        head: ``"linear"`` (glass-box, default) or ``"mlp"`` classifier head on ``mu``.
+        unit: encoder unit, ``"dense"`` (default, fastest on CPU at equal weights) or
+            ``"shuffle"`` (ShuffleNetV2 with depthwise conv); see :mod:`networks.shuffle_units`.
+        output_act: decoder output, ``"identity"`` (default, inputs scaled to about [0, 1])
+            or ``"sigmoid"``; see :class:`~networks.decoder.LatentDecoder`.
+        upsample: decoder upsampling, ``"resize"`` (default) or ``"deconv"``.
+        sample_in_eval: draw ``z`` from the posterior in eval mode too (default: ``z = mu``).
+        upsample_attention: return the attention map at input size instead of feature size.
+
+    Raises:
+        TypeError: if an integer argument is not an int.
+        ValueError: if an argument is out of range or not a known option, naming it and its value.
+
+    Example:
+        >>> net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(64, 64)).eval()
+        >>> out = net(torch.rand(2, 1, 64, 64))
+        >>> sorted(out), out["recon"].shape, out["attention"].shape
+        (['attention', 'logits', 'logvar', 'mu', 'recon'], torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 8, 8]))
+    """
+
+    # Output keys as TorchScript constants (a script module cannot read ``Keys`` itself).
+    __constants__ = ["key_recon", "key_mu", "key_logvar", "key_logits", "key_attention"]
+    key_recon = Keys.RECON.value
+    key_mu = Keys.MU.value
+    key_logvar = Keys.LOGVAR.value
+    key_logits = Keys.LOGITS.value
+    key_attention = Keys.ATTENTION.value
+
+    def __init__(
+        self,
+        spatial_dims: int = 2,
+        in_channels: int = 1,
+        num_classes: int = 2,
+        img_size: Sequence[int] | int = (64, 64),
+        size: str = "tiny",
+        latent_dim: int = 16,
+        head: str = "linear",
+        unit: str = "dense",
+        output_act: str = "identity",
+        upsample: str = "resize",
+        sample_in_eval: bool = False,
+        upsample_attention: bool = False,
+    ) -> None:
+        super().__init__()
+        _check_int("spatial_dims", spatial_dims, 1)
+        if spatial_dims not in (2, 3):
+            raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        _check_int("in_channels", in_channels, 1)
+        _check_int("num_classes", num_classes, 1)
+        _check_int("latent_dim", latent_dim, 1)
+        _check_choice("size", size, tuple(SIZE_PRESETS))
+        _check_choice("head", head, HEAD_TYPES)
+        _check_choice("unit", unit, UNIT_TYPES)
+        _check_choice("output_act", output_act, OUTPUT_ACTIVATIONS)
+        _check_choice("upsample", upsample, UPSAMPLE_MODES)
+        preset = get_preset(size)
+        stride = preset.total_stride
+        sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
+        if len(sizes) != spatial_dims or not all(isinstance(s, int) and s > 0 for s in sizes):
+            raise ValueError(
+                f"img_size must be {spatial_dims} positive ints for spatial_dims={spatial_dims}, got {img_size!r}"
+            )
+        if any(s % stride for s in sizes):
+            raise ValueError(
+                f"img_size: image size {_fmt_size(sizes)} must be divisible by {stride} "
+                "(the encoder's total stride)"
+            )
+        feature_size = [s // stride for s in sizes]
+
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.latent_dim = latent_dim
+        self.img_size = sizes
+        self.total_stride = stride
+        self.size = size
+        self.head_type = head
+        self.unit = unit
+        self.sample_in_eval = bool(sample_in_eval)
+        self.upsample_attention = bool(upsample_attention)
+
+        self.encoder = ShuffleEncoder(
+            spatial_dims, in_channels, preset.stem_channels, preset.widths, preset.depths, unit=unit
+        )
+        self.attention = SpatialAttention(spatial_dims, self.encoder.out_channels, preset.attention_channels)
+        self.latent = GaussianLatent(
+            spatial_dims, self.encoder.out_channels, feature_size, preset.proj_channels, latent_dim
+        )
+        self.decoder = LatentDecoder(
+            spatial_dims,
+            latent_dim,
+            in_channels,
+            feature_size,
+            preset.decoder_channels,
+            convs_per_stage=preset.decoder_convs,
+            upsample=upsample,
+            output_act=output_act,
+        )
+        self.head = make_head(head, latent_dim, num_classes, hidden=preset.mlp_hidden)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Validate an input batch before any computation.
+
+        Args:
+            x: images, ``(batch, in_channels, *img_size)``.
+
+        Raises:
+            ValueError: wrong number of dimensions, channels, or spatial size (naming the expectation).
+        """
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(
+                f"input: expected a {self.spatial_dims + 2}D tensor (batch, channel, {self.spatial_dims} "
+                f"spatial dims), got shape {_fmt_size(list(x.shape))}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"in_channels: expected {self.in_channels} channel(s), got input with {x.shape[1]}"
+            )
+        spatial = list(x.shape[2:])
+        for s in spatial:
+            if s % self.total_stride != 0:
+                raise ValueError(
+                    f"image size {_fmt_size(spatial)} must be divisible by {self.total_stride} "
+                    "(the encoder's total stride)"
+                )
+        if spatial != self.img_size:
+            raise ValueError(
+                f"image size {_fmt_size(spatial)} does not match img_size {_fmt_size(self.img_size)} "
+                "the network was built for"
+            )
+
+    @torch.jit.export
+    def encode(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode images to the latent posterior and the attention map.
+
+        Args:
+            x: images, ``(batch, in_channels, *img_size)``.
+
+        Returns:
+            Dict with ``mu`` and ``logvar`` ``(batch, latent_dim)`` and ``attention``
+            ``(batch, 1, *feature_size)`` (input size if ``upsample_attention``).
+
+        Raises:
+            ValueError: if ``x`` does not fit the network (see :meth:`check_input`).
+        """
+        self.check_input(x)
+        features = self.encoder(x)
+        attention = self.attention(features)
+        mu, logvar = self.latent(features * attention)
+        if self.upsample_attention:
+            attention = upsample_attention(attention, self.img_size)
+        return {self.key_mu: mu, self.key_logvar: logvar, self.key_attention: attention}
+
+    @torch.jit.export
+    def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``z`` for the decoder: a posterior sample in training mode (or if ``sample_in_eval``), else ``mu``."""
+        if self.training or self.sample_in_eval:
+            return reparameterize(mu, logvar)
+        return mu
+
+    @torch.jit.export
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decode latent vectors ``(batch, latent_dim)`` to images ``(batch, in_channels, *img_size)``."""
+        return self.decoder(z)
+
+    @torch.jit.export
+    def classify(self, mu: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, num_classes)`` from latent means ``(batch, latent_dim)``."""
+        return self.head(mu)
+
+    def latent_contributions(self, mu: torch.Tensor) -> torch.Tensor:
+        """Per-latent contributions ``weight[k, j] * mu[b, j]`` to each logit, ``(batch, num_classes, latent_dim)``.
+
+        Their sum over the last axis equals ``classify(mu) - head.bias``.
+
+        Raises:
+            TypeError: if the model was built with ``head="mlp"``.
+        """
+        return latent_contributions(self.head, mu)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Run the whole network.
+
+        Args:
+            x: images, ``(batch, in_channels, *img_size)``.
+
+        Returns:
+            Dict with ``recon`` (input shape), ``mu``, ``logvar`` ``(batch, latent_dim)``,
+            ``logits`` ``(batch, num_classes)`` and ``attention``.
+
+        Raises:
+            ValueError: if ``x`` does not fit the network (see :meth:`check_input`).
+        """
+        enc = self.encode(x)
+        mu = enc[self.key_mu]
+        recon = self.decode(self.reparameterize(mu, enc[self.key_logvar]))
+        return {
+            self.key_recon: recon,
+            self.key_mu: mu,
+            self.key_logvar: enc[self.key_logvar],
+            self.key_logits: self.classify(mu),
+            self.key_attention: enc[self.key_attention],
+        }
