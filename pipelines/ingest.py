@@ -25,7 +25,14 @@ from tqdm.auto import tqdm
 from transforms.dicom_attributes import dicom_attributes
 from transforms.dicom_reader import read_dicom_file
 from transforms.dicom_series import series_sort_key
-from transforms.image_loading import DICOM_SUFFIXES, NIFTI_SUFFIXES, PIL_SUFFIXES, load_image
+from transforms.image_loading import (
+    DICOM_SUFFIXES,
+    NIFTI_SUFFIXES,
+    PIL_SUFFIXES,
+    file_suffix,
+    has_dicom_magic,
+    load_image,
+)
 from transforms.keys import Keys
 from transforms.medmnist_npz import MEDMNIST_SPLITS, medmnist_reference, read_medmnist_npz
 from transforms.read_errors import ImageReadError
@@ -65,21 +72,9 @@ class _DicomEntry:
     shape: list[int]
 
 
-def _suffix(path: str) -> str:
-    lower = path.lower()
-    return ".nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix
-
-
 def _looks_dicom(path: str) -> bool:
-    suffix = _suffix(path)
-    if suffix in DICOM_SUFFIXES or suffix == "":
-        return True
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
+    suffix = file_suffix(path)
+    return suffix in DICOM_SUFFIXES or suffix == "" or has_dicom_magic(path)
 
 
 def read_label_table(path: str | PathLike) -> tuple[str, dict[str, str]]:
@@ -218,7 +213,7 @@ def ingest_folder(
         try:
             if os.path.islink(path) and not os.path.exists(path):
                 raise ImageReadError(path, "broken symbolic link")
-            suffix = _suffix(path)
+            suffix = file_suffix(path)
             if suffix == ".npz":
                 other_records.extend(_npz_records(path))
             elif suffix in NIFTI_SUFFIXES or suffix in PIL_SUFFIXES:

@@ -28,7 +28,15 @@ from transforms.keys import Keys
 from transforms.medmnist_npz import load_npz_image, parse_medmnist_reference
 from transforms.read_errors import ImageReadError
 
-__all__ = ["ImageSource", "detect_format", "load_image", "LoadMedicalImage", "LoadMedicalImaged"]
+__all__ = [
+    "ImageSource",
+    "detect_format",
+    "file_suffix",
+    "has_dicom_magic",
+    "load_image",
+    "LoadMedicalImage",
+    "LoadMedicalImaged",
+]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz", ".hdr", ".img", ".mgz")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -37,12 +45,14 @@ DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 ImageSource = str | PathLike | Sequence[str | PathLike]
 
 
-def _suffix(path: str) -> str:
-    lower = path.lower()
+def file_suffix(path: str | PathLike) -> str:
+    """Lower-case suffix of a path, with ``.nii.gz`` kept whole."""
+    lower = str(path).lower()
     return ".nii.gz" if lower.endswith(".nii.gz") else Path(lower).suffix
 
 
-def _has_dicom_magic(path: str) -> bool:
+def has_dicom_magic(path: str | PathLike) -> bool:
+    """True when the file carries the ``DICM`` marker after the 128-byte preamble."""
     try:
         with open(path, "rb") as handle:
             handle.seek(128)
@@ -74,14 +84,14 @@ def detect_format(source: ImageSource) -> str:
         return "dicom_series"
     if not path.exists():
         raise ImageReadError(text, "no such file or folder")
-    suffix = _suffix(text)
+    suffix = file_suffix(text)
     if suffix in NIFTI_SUFFIXES:
         return "nifti"
     if suffix in PIL_SUFFIXES:
         return "pil"
     if suffix == ".npz":
         raise ImageReadError(text, "a MedMNIST archive holds many images; address one as 'file.npz#train/0'")
-    if suffix in DICOM_SUFFIXES or suffix == "" or _has_dicom_magic(text):
+    if suffix in DICOM_SUFFIXES or suffix == "" or has_dicom_magic(text):
         return "dicom"
     raise ImageReadError(
         text, f"unsupported file type '{suffix}' (expected DICOM, NIfTI, PNG/JPEG/TIFF or .npz)"
