@@ -26,6 +26,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/bench_phantoms.py
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_units.py
+	$(BIN)/python bench/bench_models.py
 
 clean:
 	rm -rf runs .pytest_cache
