@@ -14,6 +14,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipelines.training_config import TrainConfig
 
 __all__ = ["main", "build_parser"]
 
@@ -73,6 +77,108 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
+    """The ``TrainConfig`` of ``medglass pretrain|classify``; generates the default cohort if needed."""
+    from pipelines.training_config import TrainConfig
+
+    cohort = Path(args.out) / "cohort"
+    datalist = args.datalist or cohort / "datalist.json"
+    extra = {}
+    if mode == "classify":
+        extra = {
+            "label_fraction": args.label_fraction,
+            "pretrained": args.pretrained,
+            "freeze_encoder": args.freeze_encoder,
+            "ce_weight": args.ce_weight,
+        }
+    config = TrainConfig(
+        datalist=datalist,
+        out_dir=args.out,
+        mode=mode,
+        size=args.size,
+        latent_dim=args.latent_dim,
+        spatial_size=tuple(args.spatial_size),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta=args.beta,
+        c_max=args.c_max,
+        c_steps=args.c_steps,
+        erase_prob=args.erase_prob,
+        early_stop_patience=args.early_stop_patience,
+        seed=args.seed,
+        num_workers=args.num_workers,
+        amp=args.amp,
+        device=args.device,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        progress=not args.no_progress,
+        **extra,
+    )
+    if args.datalist is None and not Path(datalist).is_file():
+        from phantoms.brain_cohort import PhantomConfig, generate_cohort
+
+        print(f"no --datalist: generating the default brain2d phantom cohort in {cohort}")
+        generate_cohort(
+            PhantomConfig(kind="brain2d", n=args.cohort_n, seed=args.seed, size=max(args.spatial_size)),
+            cohort,
+            progress=not args.no_progress,
+        )
+    return config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pipelines.training import train
+
+    metrics = train(_train_config(args, args.command))
+    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("best_", "test_", "val_auc"))}
+    print(json.dumps(shown, indent=1))
+    print(f"checkpoints and metrics.json: {args.out}")
+    return 0
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, default_erase: float) -> None:
+    parser.add_argument(
+        "--datalist", help="datalist JSON (default: a phantom cohort generated in OUT/cohort on first use)"
+    )
+    parser.add_argument("--out", required=True, help="output folder; a last.pt there is resumed")
+    parser.add_argument(
+        "--epochs", type=int, default=default_epochs, help=f"total epochs (default {default_epochs})"
+    )
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--size", choices=("tiny", "small", "base"), default="tiny", help="network preset")
+    parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument(
+        "--spatial-size",
+        type=int,
+        nargs="+",
+        default=[64, 64],
+        help="image size, 2 or 3 ints (default 64 64)",
+    )
+    parser.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+    parser.add_argument("--c-max", type=float, default=0.0, help="final KL capacity in nats (default 0: off)")
+    parser.add_argument("--c-steps", type=int, default=10000, help="iterations to reach --c-max")
+    parser.add_argument(
+        "--erase-prob",
+        type=float,
+        default=default_erase,
+        help=f"probability of patch erasing, context modelling (default {default_erase})",
+    )
+    parser.add_argument("--early-stop-patience", type=int, default=0, help="0: no early stopping")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument(
+        "--tracking-uri", default="sqlite:///mlruns.db", help="MLflow URI ($MLFLOW_TRACKING_URI overrides)"
+    )
+    parser.add_argument("--experiment", default="medglass", help="MLflow experiment name")
+    parser.add_argument("--cohort-n", type=int, default=400, help="size of the default phantom cohort")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``medglass`` and its subcommands."""
     parser = argparse.ArgumentParser(
@@ -115,6 +221,22 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=_cmd_demo)
+
+    pretrain = sub.add_parser(
+        "pretrain", help="pretrain the glass-box network (β-VAE, context modelling), no labels"
+    )
+    _add_train_arguments(pretrain, default_epochs=20, default_erase=0.5)
+
+    classify = sub.add_parser(
+        "classify", help="train the classifier (semi-supervised, optionally transferred)"
+    )
+    _add_train_arguments(classify, default_epochs=20, default_erase=0.0)
+    classify.add_argument(
+        "--label-fraction", type=float, default=1.0, help="fraction of training labels kept (default 1)"
+    )
+    classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
+    classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")
+    classify.add_argument("--ce-weight", type=float, default=1.0, help="cross-entropy weight (default 1)")
     return parser
 
 

@@ -1,0 +1,184 @@
+"""``TrainConfig``: every setting of a training run, typed and validated once.
+
+Example:
+    >>> cfg = TrainConfig(datalist="cohort/datalist.json", out_dir="runs/pretrain", mode="pretrain")
+    >>> cfg.effective_ce_weight
+    0.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from numbers import Integral, Real
+from pathlib import Path
+from typing import Any
+
+from networks.presets import SIZE_PRESETS
+
+__all__ = ["TrainConfig", "MODES", "DEFAULT_TRACKING_URI", "resolve_tracking_uri"]
+
+MODES = ("pretrain", "classify")
+DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """The MLflow tracking URI to use: ``$MLFLOW_TRACKING_URI`` if set, else ``uri``, else the default."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_TRACKING_URI
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`pipelines.training.train`.
+
+    Args:
+        datalist: datalist JSON with ``training`` and ``validation`` (and optionally ``test``).
+        out_dir: output folder (checkpoints, ``metrics.json``, ``config.json``); a ``last.pt``
+            checkpoint already there is resumed.
+        mode: ``"pretrain"`` (reconstruction + KL only, ``ce_weight`` forced to 0) or
+            ``"classify"`` (adds the label-masked cross-entropy).
+        size: network preset (``"tiny"``, ``"small"``, ``"base"``).
+        latent_dim: number of latent variables.
+        spatial_size: image size after preprocessing (2 or 3 ints, divisible by 8).
+        num_classes: classifier outputs.
+        epochs: total training epochs (a resumed run continues up to this count).
+        batch_size: images per batch.
+        lr: Adam learning rate (cosine-annealed over ``epochs``).
+        weight_decay: Adam weight decay.
+        beta: weight of the KL term.
+        c_max: final KL capacity in nats (0: plain β-VAE).
+        c_steps: iterations to reach ``c_max``.
+        ce_weight: weight of the cross-entropy term in ``classify`` mode.
+        label_fraction: fraction of training labels kept (stratified), the rest set to -1.
+        pretrained: checkpoint whose encoder/latent/decoder weights initialise the network.
+        freeze_encoder: don't train the encoding path (encoder, attention, latent).
+        erase_prob: probability of random patch erasing on a training input (context modelling;
+            the loss compares with the unerased image).
+        early_stop_patience: validations without improvement before stopping (0: never stop).
+        seed: seed of MONAI's ``set_determinism`` and of the label masking.
+        num_workers: data-loader workers.
+        amp: bfloat16 autocast for forward passes.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
+        tracking_uri: MLflow tracking URI (``$MLFLOW_TRACKING_URI`` overrides it).
+        experiment: MLflow experiment name.
+        run_name: MLflow run name (default: ``<mode>-<out_dir name>``).
+        progress: show a progress bar.
+
+    Raises:
+        ValueError: a field is out of range; the message names the field, the expectation and the value.
+    """
+
+    datalist: str | Path
+    out_dir: str | Path
+    mode: str = "classify"
+    size: str = "tiny"
+    latent_dim: int = 16
+    spatial_size: tuple[int, ...] = (64, 64)
+    num_classes: int = 2
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    beta: float = 1.0
+    c_max: float = 0.0
+    c_steps: int = 10000
+    ce_weight: float = 1.0
+    label_fraction: float = 1.0
+    pretrained: str | Path | None = None
+    freeze_encoder: bool = False
+    erase_prob: float = 0.0
+    early_stop_patience: int = 0
+    seed: int = 0
+    num_workers: int = 0
+    amp: bool = False
+    device: str = "auto"
+    tracking_uri: str | None = DEFAULT_TRACKING_URI
+    experiment: str = "medglass"
+    run_name: str | None = None
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        self.datalist = Path(self.datalist)
+        self.out_dir = Path(self.out_dir)
+        if self.pretrained is not None:
+            self.pretrained = Path(self.pretrained)
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.size not in SIZE_PRESETS:
+            raise ValueError(f"size must be one of {tuple(SIZE_PRESETS)}, got {self.size!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+        spatial = tuple(self.spatial_size) if isinstance(self.spatial_size, (list, tuple)) else ()
+        if len(spatial) not in (2, 3) or not all(_is_int(s) and s > 0 and s % 8 == 0 for s in spatial):
+            raise ValueError(
+                f"spatial_size must be 2 or 3 positive ints divisible by 8, got {self.spatial_size!r}"
+            )
+        self.spatial_size = spatial
+        for name, minimum in (
+            ("latent_dim", 1),
+            ("num_classes", 1),
+            ("epochs", 1),
+            ("batch_size", 1),
+            ("c_steps", 1),
+            ("early_stop_patience", 0),
+            ("seed", 0),
+            ("num_workers", 0),
+        ):
+            value = getattr(self, name)
+            if not _is_int(value) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+        if not _is_real(self.lr) or not self.lr > 0:
+            raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
+        for name in ("weight_decay", "beta", "c_max", "ce_weight"):
+            value = getattr(self, name)
+            if not _is_real(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("label_fraction", "erase_prob"):
+            value = getattr(self, name)
+            if not _is_real(value) or not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.mode == "classify" and self.label_fraction == 0:
+            raise ValueError("label_fraction must be > 0 in classify mode, got 0 (use mode='pretrain')")
+        if self.pretrained is not None and not self.pretrained.is_file():
+            raise ValueError(f"pretrained checkpoint {self.pretrained}: file not found")
+        if self.freeze_encoder and self.pretrained is None:
+            raise ValueError("freeze_encoder needs a pretrained checkpoint, got pretrained=None")
+        if not isinstance(self.experiment, str) or not self.experiment:
+            raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
+
+    @property
+    def effective_ce_weight(self) -> float:
+        """The cross-entropy weight used: 0 in ``pretrain`` mode, else ``ce_weight``."""
+        return 0.0 if self.mode == "pretrain" else float(self.ce_weight)
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 or 3, from ``spatial_size``."""
+        return len(self.spatial_size)
+
+    def to_params(self) -> dict[str, str]:
+        """Flat ``name → str`` parameters for MLflow (``progress`` left out)."""
+        params = {}
+        for f in dataclasses.fields(self):
+            if f.name == "progress":
+                continue
+            params[f.name] = str(getattr(self, f.name))
+        params["effective_ce_weight"] = str(self.effective_ce_weight)
+        return params
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (paths as strings)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out

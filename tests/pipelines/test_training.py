@@ -1,0 +1,285 @@
+"""Tests of pipelines/training.py (and its config, steps and MLflow modules) on a tiny phantom cohort."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from phantoms.brain_cohort import PhantomConfig, generate_cohort
+from pipelines.cli import main
+from pipelines.mlflow_tracking import RUN_ID_FILE
+from pipelines.training import ENCODER_MODULES, train
+from pipelines.training_config import TrainConfig
+
+TINY = {"spatial_size": (32, 32), "batch_size": 8, "size": "tiny", "latent_dim": 8}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(PhantomConfig(kind="brain2d", n=40, seed=0, size=32), out, progress=False)
+    return out / "datalist.json"
+
+
+@pytest.fixture(scope="module")
+def runs(cohort: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Pretrain (2 epochs, patch erasing), then classify from its best checkpoint with 25% of labels."""
+    root = tmp_path_factory.mktemp("runs")
+    uri = f"sqlite:///{root}/mlruns.db"
+    pre = TrainConfig(
+        datalist=cohort,
+        out_dir=root / "pre",
+        mode="pretrain",
+        epochs=2,
+        erase_prob=0.5,
+        tracking_uri=uri,
+        **TINY,
+    )
+    pre_metrics = train(pre)
+    cls = TrainConfig(
+        datalist=cohort,
+        out_dir=root / "cls",
+        mode="classify",
+        epochs=2,
+        label_fraction=0.25,
+        pretrained=root / "pre" / "best.pt",
+        early_stop_patience=5,
+        tracking_uri=uri,
+        **TINY,
+    )
+    cls_metrics = train(cls)
+    return {"root": root, "uri": uri, "pre": pre_metrics, "cls": cls_metrics}
+
+
+def _history(uri: str, out_dir: Path, name: str) -> list[tuple[int, float]]:
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run_id = (out_dir / RUN_ID_FILE).read_text().strip()
+    return [(m.step, m.value) for m in client.get_metric_history(run_id, name)]
+
+
+def test_pretrain_then_classify_writes_checkpoints_and_metrics(runs: dict) -> None:
+    root = runs["root"]
+    for name in ("pre", "cls"):
+        assert (root / name / "best.pt").is_file() and (root / name / "last.pt").is_file()
+        written = json.loads((root / name / "metrics.json").read_text())
+        assert written == pytest.approx(runs[name])
+        assert all(isinstance(v, float) and math.isfinite(v) for v in written.values())
+    pre, cls = runs["pre"], runs["cls"]
+    assert pre["epochs_completed"] == 2 and pre["train_ce"] == 0.0  # pretrain: no cross-entropy
+    assert {"val_loss", "val_recon_mse", "test_loss", "test_recon_mse", "best_val_loss"} <= set(pre)
+    expected = {
+        "test_auc",
+        "test_accuracy",
+        "test_sensitivity",
+        "test_specificity",
+        "val_auc",
+        "best_val_auc",
+    }
+    assert expected <= set(cls)
+    assert 0.0 <= cls["test_auc"] <= 1.0
+    assert cls["pretrained_tensors_loaded"] > 0
+
+
+def test_classify_masks_three_quarters_of_training_labels(runs: dict, cohort: Path) -> None:
+    training = json.loads(cohort.read_text())["training"]
+    per_class = [sum(r["label"] == c for r in training) for c in (0, 1)]
+    kept = sum(math.floor(0.25 * n + 0.5) for n in per_class)  # stratified rounding, by hand
+    assert runs["cls"]["train_images"] == len(training)
+    assert runs["cls"]["train_labelled"] == kept
+    assert kept / len(training) == pytest.approx(0.25, abs=0.05)
+
+
+def test_mlflow_run_holds_params_and_per_epoch_metrics(runs: dict) -> None:
+    client = mlflow.tracking.MlflowClient(tracking_uri=runs["uri"])
+    run_id = (runs["root"] / "cls" / RUN_ID_FILE).read_text().strip()
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["mode"] == "classify" and run.data.params["label_fraction"] == "0.25"
+    for name in ("train_loss", "val_auc", "val_loss", "val_sensitivity"):
+        assert [step for step, _ in _history(runs["uri"], runs["root"] / "cls", name)] == [1, 2]
+    assert "test_auc" in run.data.metrics
+    pre_loss = _history(runs["uri"], runs["root"] / "pre", "train_loss")
+    assert [step for step, _ in pre_loss] == [1, 2]
+    assert pre_loss[-1][1] == pytest.approx(runs["pre"]["train_loss"])
+
+
+def test_resume_continues_epoch_count(cohort: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    config = {
+        "datalist": cohort,
+        "out_dir": tmp_path / "run",
+        "mode": "classify",
+        "tracking_uri": uri,
+        **TINY,
+    }
+    first = train(TrainConfig(epochs=1, **config))
+    assert first["epochs_completed"] == 1 and first["start_epoch"] == 0
+    second = train(TrainConfig(epochs=2, **config))
+    assert second["start_epoch"] == 1 and second["epochs_completed"] == 2
+    assert "resuming" in capsys.readouterr().err
+    assert [step for step, _ in _history(uri, tmp_path / "run", "train_loss")] == [1, 2]
+    assert [step for step, _ in _history(uri, tmp_path / "run", "val_auc")] == [1, 2]
+
+
+def test_freeze_encoder_keeps_pretrained_encoder(runs: dict, cohort: Path, tmp_path: Path) -> None:
+    best = runs["root"] / "pre" / "best.pt"
+    config = TrainConfig(
+        datalist=cohort,
+        out_dir=tmp_path / "frozen",
+        epochs=1,
+        pretrained=best,
+        freeze_encoder=True,
+        tracking_uri=f"sqlite:///{tmp_path}/mlruns.db",
+        **TINY,
+    )
+    train(config)
+    before = torch.load(best, weights_only=True)
+    after = torch.load(tmp_path / "frozen" / "last.pt", weights_only=True)["model"]
+    encoding = [k for k in after if k.split(".")[0] in ENCODER_MODULES and after[k].is_floating_point()]
+    assert encoding and all(torch.equal(before[k], after[k]) for k in encoding)
+    decoder = [k for k in after if k.startswith("decoder.") and after[k].is_floating_point()]
+    assert any(not torch.equal(before[k], after[k]) for k in decoder)  # the decoder still trains
+
+
+def test_unreachable_tracking_server_warns_once(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    config = TrainConfig(
+        datalist=cohort,
+        out_dir=tmp_path / "run",
+        mode="pretrain",
+        epochs=1,
+        tracking_uri="http://127.0.0.1:9",
+        amp=True,  # bfloat16 autocast on the CPU too
+        **TINY,
+    )
+    with caplog.at_level(logging.WARNING):
+        metrics = train(config)
+    assert metrics["epochs_completed"] == 1
+    assert (tmp_path / "run" / "metrics.json").is_file()
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "training continues" in warnings[0].getMessage() and "\n" not in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"mode": "finetune"}, r"mode must be one of \('pretrain', 'classify'\), got 'finetune'"),
+        ({"epochs": 0}, r"epochs must be an int >= 1, got 0"),
+        ({"lr": 0.0}, r"lr must be a number > 0, got 0.0"),
+        ({"label_fraction": 1.5}, r"label_fraction must be in \[0, 1\], got 1.5"),
+        ({"erase_prob": -0.1}, r"erase_prob must be in \[0, 1\], got -0.1"),
+        (
+            {"spatial_size": (30, 30)},
+            r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
+        ),
+        ({"size": "huge"}, r"size must be one of .*got 'huge'"),
+        ({"beta": -1.0}, r"beta must be a number >= 0, got -1.0"),
+        ({"freeze_encoder": True}, r"freeze_encoder needs a pretrained checkpoint"),
+        ({"batch_size": True}, r"batch_size must be an int >= 1, got True"),
+    ],
+)
+def test_config_rejects_bad_values(change: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", **change)
+
+
+def test_pretrain_mode_has_no_cross_entropy(tmp_path: Path) -> None:
+    config = TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path, mode="pretrain", ce_weight=2.0)
+    assert config.effective_ce_weight == 0.0
+
+
+def test_labels_out_of_range_raise(cohort: Path, tmp_path: Path) -> None:
+    data = json.loads(cohort.read_text())
+    data["training"][3]["label"] = 5
+    bad_id = data["training"][3]["id"]
+    bad = cohort.parent / "bad_labels.json"  # next to the images, so the relative paths resolve
+    bad.write_text(json.dumps(data))
+    config = TrainConfig(datalist=bad, out_dir=tmp_path / "run", epochs=1, **TINY)
+    with pytest.raises(ValueError, match=rf"record '{bad_id}': label must be an int in \[0, 2\), got 5"):
+        train(config)
+
+
+def test_missing_pretrained_checkpoint_raises(cohort: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"pretrained checkpoint .*nope\.pt: file not found"):
+        TrainConfig(datalist=cohort, out_dir=tmp_path / "run", pretrained=tmp_path / "nope.pt", **TINY)
+
+
+def test_cli_pretrain_with_default_cohort_and_classify_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    common = ["--epochs", "1", "--spatial-size", "32", "32", "--batch-size", "8", "--no-progress"]
+    out = tmp_path / "pre"
+    status = main(["pretrain", "--out", str(out), "--cohort-n", "20", "--tracking-uri", uri, *common])
+    assert status == 0
+    assert (out / "cohort" / "datalist.json").is_file() and (out / "best.pt").is_file()
+    status = main(
+        ["classify", "--out", str(tmp_path / "cls"), "--pretrained", str(tmp_path / "x.pt"), *common]
+    )
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("medglass classify: error: pretrained checkpoint") and "x.pt" in err[-1]
+
+
+_KILLABLE_RUN = """
+import sys, torch
+torch.set_num_threads(1)
+from pipelines.training import train
+from pipelines.training_config import TrainConfig
+train(TrainConfig(datalist=sys.argv[1], out_dir=sys.argv[2], mode="classify", epochs=int(sys.argv[3]),
+                  tracking_uri=sys.argv[4], spatial_size=(32, 32), batch_size=8, size="tiny", latent_dim=8))
+"""
+
+
+def test_sigkill_mid_run_resumes_from_last_checkpoint(cohort: Path, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out, epochs = tmp_path / "killed", 6
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    args = [sys.executable, "-c", _KILLABLE_RUN, str(cohort), str(out), str(epochs), uri]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "last.pt").is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)  # mid-run, after at least one finished epoch
+    proc.wait(timeout=30)
+    state = torch.load(out / "last.pt", weights_only=True)["trainer"]
+    done_before = state["iteration"] // state["epoch_length"]
+    assert 1 <= done_before < epochs
+
+    metrics = train(
+        TrainConfig(datalist=cohort, out_dir=out, mode="classify", epochs=epochs, tracking_uri=uri, **TINY)
+    )
+    assert metrics["start_epoch"] == done_before
+    assert metrics["epochs_completed"] == epochs
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    run_id = (out / RUN_ID_FILE).read_text().strip()
+    steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
+    assert sorted(steps) == list(range(1, epochs + 1))  # every epoch logged exactly once
