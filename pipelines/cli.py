@@ -261,6 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = " ".join(str(err).split()) or type(err).__name__
+        if not isinstance(err, (ValueError, TypeError, OSError)):  # not a user error: say what broke
+            message = f"{type(err).__name__}: {message} (rerun with --debug for the traceback)"
         print(f"medglass {args.command}: error: {message}", file=sys.stderr)
         return 2
 
