@@ -49,7 +49,9 @@ def _baseline(folder: Path) -> tuple[int, float]:
 
 
 def main() -> None:
-    print(f"{'folder':22s} {'files':>6s} {'medglass files/s':>17s} {'bare pydicom files/s':>21s} {'ratio':>6s} {'listed':>7s} {'rejected':>9s}")
+    print(
+        f"{'folder':22s} {'files':>6s} {'medglass files/s':>17s} {'bare pydicom files/s':>21s} {'ratio':>6s} {'listed':>7s} {'rejected':>9s}"
+    )
     for name, folder in _folders().items():
         with tempfile.TemporaryDirectory() as out:
             result = ingest_folder(folder, out, salt="bench", progress=False)

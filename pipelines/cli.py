@@ -73,7 +73,14 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
-    run_demo(args.out, n=args.n, seed=args.seed, progress=not args.no_progress)
+    run_demo(
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        progress=not args.no_progress,
+        pretrain_epochs=args.pretrain_epochs,
+        classify_epochs=args.classify_epochs,
+    )
     return 0
 
 
@@ -134,6 +141,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("best_", "test_", "val_auc"))}
     print(json.dumps(shown, indent=1))
     print(f"checkpoints and metrics.json: {args.out}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pipelines.bundle_runner import parse_overrides, run_bundle
+
+    config, tokens = args.config, list(args.overrides)
+    for i, token in enumerate(tokens):  # --config after BUNDLE lands in the overrides
+        if token == "--config" and i + 1 < len(tokens):
+            config = tokens[i + 1]
+            del tokens[i : i + 2]
+            break
+        if token.startswith("--config="):
+            config = token.partition("=")[2]
+            del tokens[i]
+            break
+    result = run_bundle(args.bundle, config, parse_overrides(tokens))
+    if isinstance(result, dict):
+        shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
+        print(json.dumps({k: v for k, v in shown.items() if not k.startswith("train_kl_dim")}, indent=1))
+    elif result is not None:
+        print(result)
     return 0
 
 
@@ -217,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the end-to-end demo on a generated phantom cohort")
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    demo.add_argument("--n", type=int, default=400, help="phantom images to generate (default 400)")
+    demo.add_argument("--n", type=int, default=1200, help="phantom images to generate (default 1200)")
+    demo.add_argument("--pretrain-epochs", type=int, default=6, help="self-supervised epochs (default 6)")
+    demo.add_argument("--classify-epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=_cmd_demo)
@@ -237,6 +268,25 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
     classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")
     classify.add_argument("--ce-weight", type=float, default=1.0, help="cross-entropy weight (default 1)")
+
+    run = sub.add_parser(
+        "run",
+        help="run a MONAI bundle workflow (train, evaluate, inference, multi_gpu_train)",
+        usage="medglass run BUNDLE [--config NAME] [--key value ...]",
+    )
+    run.add_argument("bundle", help="bundle name under bundles/ (e.g. glassbox_classification) or folder")
+    run.add_argument(
+        "--config",
+        choices=("train", "evaluate", "inference", "multi_gpu_train"),
+        default="train",
+        help="workflow; evaluate and multi_gpu_train are overlays on train (default train)",
+    )
+    run.add_argument(
+        "overrides",
+        nargs=argparse.REMAINDER,
+        help="config overrides as --id value, ids #-separated as in MONAI (--train#epochs 1), values JSON",
+    )
+    run.set_defaults(func=_cmd_run)
     return parser
 
 

@@ -1,6 +1,7 @@
-"""The demo behind ``make demo``: a phantom cohort, generated, ingested and summarised.
+"""The demo behind ``make demo``: phantoms → ingestion → self-supervised pretraining →
+semi-supervised fine-tuning with 10 % of the labels → test metrics and the MLflow UI command.
 
-Later workflows (training, explanations, audits) extend this one function.
+Later workflows (explanations, audits) extend this one function.
 """
 
 from __future__ import annotations
@@ -14,39 +15,86 @@ from pathlib import Path
 __all__ = ["run_demo"]
 
 
-def run_demo(out: str | PathLike = "runs/demo", n: int = 400, seed: int = 0, progress: bool = True) -> dict:
-    """Generate a brain2d phantom cohort, ingest its image folder and print a summary.
+def run_demo(
+    out: str | PathLike = "runs/demo",
+    n: int = 1200,
+    seed: int = 0,
+    progress: bool = True,
+    pretrain_epochs: int = 6,
+    classify_epochs: int = 10,
+    label_fraction: float = 0.1,
+) -> dict:
+    """Run the end-to-end demo on a generated brain2d phantom cohort.
 
     Args:
-        out: output folder (cohort in ``out/cohort``, ingestion in ``out/ingest``).
-        n: number of phantom images.
-        seed: phantom seed.
+        out: output folder (cohort in ``out/cohort``, ingestion in ``out/ingest``, training
+            runs in ``out/pretrain`` and ``out/classify``, MLflow store ``out/mlruns.db``).
+        n: number of phantom images (70 % training, 10 % validation, 20 % test).
+        seed: phantom and training seed.
         progress: progress bars.
+        pretrain_epochs: epochs of self-supervised pretraining (all training images).
+        classify_epochs: epochs of fine-tuning (reconstruction on all images,
+            classification on the labelled fraction).
+        label_fraction: fraction of training labels kept.
 
     Returns:
         The summary dict that is also written to ``out/demo_summary.json``.
 
     Raises:
-        ValueError: ``n`` < 10.
+        ValueError: ``n`` < 10, or epochs < 1.
     """
     from evaluation.cohort_figures import cohort_montage
     from phantoms.brain_cohort import PhantomConfig, generate_cohort
     from pipelines.ingest import ingest_folder
+    from pipelines.training import train
+    from pipelines.training_config import TrainConfig
 
     if n < 10:
         raise ValueError(f"n must be >= 10 for a meaningful demo, got {n!r}")
+    if pretrain_epochs < 1 or classify_epochs < 1:
+        raise ValueError(
+            f"epochs must be >= 1, got pretrain {pretrain_epochs!r}, classify {classify_epochs!r}"
+        )
     out_path = Path(out)
     started = time.perf_counter()
-    print(f"[1/3] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
+    print(f"[1/5] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
     cohort = generate_cohort(
         PhantomConfig(kind="brain2d", n=n, seed=seed), out_path / "cohort", progress=progress
     )
-    print(f"[2/3] ingesting {out_path / 'cohort' / 'images'} -> {out_path / 'ingest'}")
+    print(f"[2/5] ingesting {out_path / 'cohort' / 'images'} -> {out_path / 'ingest'}")
     ingest = ingest_folder(
         out_path / "cohort" / "images", out_path / "ingest", progress=progress, salt="demo"
     )
-    print("[3/3] drawing a montage")
     montage = cohort_montage(out_path / "cohort" / "datalist.json", out_path / "cohort_montage.png")
+
+    tracking_uri = f"sqlite:///{(out_path / 'mlruns.db').resolve()}"
+    common = {
+        "datalist": out_path / "cohort" / "datalist.json",
+        "size": "tiny",
+        "spatial_size": (64, 64),
+        "seed": seed,
+        "progress": progress,
+        "tracking_uri": tracking_uri,
+        "experiment": "medglass-demo",
+    }
+    print(f"[3/5] self-supervised pretraining, {pretrain_epochs} epochs (patch erasing, all images)")
+    train(
+        TrainConfig(
+            out_dir=out_path / "pretrain", mode="pretrain", epochs=pretrain_epochs, erase_prob=0.5, **common
+        )
+    )
+    print(f"[4/5] fine-tuning with {label_fraction:.0%} of the labels, {classify_epochs} epochs")
+    metrics = train(
+        TrainConfig(
+            out_dir=out_path / "classify",
+            mode="classify",
+            epochs=classify_epochs,
+            label_fraction=label_fraction,
+            pretrained=out_path / "pretrain" / "best.pt",
+            **common,
+        )
+    )
+    print("[5/5] summary")
 
     datalist = json.loads((out_path / "cohort" / "datalist.json").read_text())
     records = [r for section in ("training", "validation", "test") for r in datalist.get(section, [])]
@@ -62,14 +110,17 @@ def run_demo(out: str | PathLike = "runs/demo", n: int = 400, seed: int = 0, pro
         "site": dict(Counter(r["attributes"]["site"] for r in records)),
         "ingested_images": len(ingest.records),
         "ingest_rejects": len(ingest.rejects),
-        "ingest_files_per_s": round(ingest.n_files / max(ingest.seconds, 1e-9), 1),
-        "phantom_seconds": cohort.get("seconds"),
+        "phantom_seconds": round(float(cohort.get("seconds", 0.0)), 1),
+        "label_fraction": label_fraction,
+        **{k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")},
         "total_seconds": round(time.perf_counter() - started, 1),
         "montage": str(montage),
+        "metrics_json": str(out_path / "classify" / "metrics.json"),
     }
     (out_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print("\nmedglass demo summary")
     for key, value in summary.items():
         print(f"  {key:24s} {value}")
-    print(f"\nlook at {montage} for sample images with lesion outlines")
+    print(f"\nsample images with lesion outlines: {montage}")
+    print(f"review the runs:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri}")
     return summary

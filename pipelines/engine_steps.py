@@ -16,13 +16,23 @@ import torch
 
 from transforms.keys import Keys
 
-__all__ = ["TARGET_KEY", "GlassBoxTrainStep", "GlassBoxEvalStep", "LOSS_TERMS"]
+__all__ = ["TARGET_KEY", "KL_PER_DIM_KEY", "GlassBoxTrainStep", "GlassBoxEvalStep", "LOSS_TERMS", "unwrap"]
 
 TARGET_KEY = "target"
 """Batch key of the unerased image the reconstruction is compared with."""
 
 LOSS_TERMS = ("loss", "recon", "kl", "ce")
 """Scalar loss terms put in every step's output (for epoch averages)."""
+
+KL_PER_DIM_KEY = "kl_per_dim"
+"""Step-output key of the batch's KL divergence per latent dimension (a ``(latent_dim,)`` vector)."""
+
+
+def unwrap(network: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel``/``DataParallel`` wrapper (else ``network``)."""
+    if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+        return network.module
+    return network
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -76,7 +86,8 @@ class GlassBoxTrainStep(_Step):
         frozen_modules: names of frozen sub-modules of the network, kept in eval mode while
             training (so their batch-norm statistics stay those of the pretrained model).
 
-    Returns (from ``__call__``) a dict with the scalar loss terms (detached) and ``label``.
+    Returns (from ``__call__``) a dict with the scalar loss terms (detached), the KL per latent
+    dimension (:data:`KL_PER_DIM_KEY`) and ``label``.
     """
 
     def __init__(
@@ -89,13 +100,14 @@ class GlassBoxTrainStep(_Step):
         image, target, labels = self._inputs(engine, batch)
         engine.network.train()
         for name in self.frozen_modules:
-            getattr(engine.network, name).eval()
+            getattr(unwrap(engine.network), name).eval()
         self.loss_fn.iteration = max(engine.state.iteration - 1, 0)
         engine.optimizer.zero_grad(set_to_none=True)
         _, terms = self._forward(engine, image, target, labels)
         terms[Keys.LOSS.value].backward()
         engine.optimizer.step()
         out = {name: terms[name].detach() for name in LOSS_TERMS}
+        out[KL_PER_DIM_KEY] = terms[KL_PER_DIM_KEY].detach()
         out[Keys.LABEL.value] = labels
         return out
 

@@ -2,7 +2,9 @@
 
 :class:`RunTracker` creates (or, when training resumes, reopens) the MLflow run of an output
 folder, logs params and final metrics, and attaches MONAI's
-:class:`~monai.handlers.MLFlowHandler` to the engines for per-epoch metrics. Any MLflow error
+:class:`~monai.handlers.MLFlowHandler` to the engines for per-epoch metrics; at the end it logs
+the best model (``mlflow.pytorch.log_model``, requirements given explicitly so nothing is
+fetched) and, if asked, registers it in the model registry. Any MLflow error
 (an unreachable server, a locked database) disables tracking with a single warning; the
 training itself goes on.
 
@@ -14,11 +16,12 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import torch
 from ignite.engine import Engine
 from monai.handlers import MLFlowHandler
 
@@ -72,14 +75,22 @@ class RunTracker:
         experiment: experiment name.
         out_dir: output folder; its ``mlflow_run_id.txt`` names the run to reopen.
         run_name: name of a new run.
+        enabled: ``False`` makes every method a no-op (ranks other than 0 of a distributed run).
     """
 
-    def __init__(self, tracking_uri: str, experiment: str, out_dir: str | PathLike, run_name: str) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        out_dir: str | PathLike,
+        run_name: str,
+        enabled: bool = True,
+    ) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment
         self.out_dir = Path(out_dir)
         self.run_name = run_name
-        self.active = True
+        self.active = bool(enabled)
         self.client: Any = None
         self.experiment: Any = None
         self.run: Any = None
@@ -113,6 +124,8 @@ class RunTracker:
         Args:
             params: run parameters.
         """
+        if not self.active:
+            return
         try:
             import mlflow
 
@@ -195,6 +208,63 @@ class RunTracker:
             self.client.log_artifact(self.run.info.run_id, str(path))
         except Exception as err:  # noqa: BLE001
             self.disable(err)
+
+    def log_model(
+        self,
+        model: torch.nn.Module,
+        name: str = "model",
+        registered_model_name: str | None = None,
+        pip_requirements: Sequence[str] | None = None,
+    ) -> str | None:
+        """Log a PyTorch model to the run (``mlflow.pytorch.log_model``) and optionally register it.
+
+        The model is pickled (MLflow's ``"pickle"`` format: loading it needs this project's
+        classes importable) and its requirements are given explicitly, so nothing is inferred
+        or fetched from a package index. A failure disables tracking with the usual warning.
+
+        Args:
+            model: the module to log (logged as given; pass a CPU copy to keep device-free weights).
+            name: the model's name in the run.
+            registered_model_name: register a new version under this name (``None``: don't).
+            pip_requirements: requirement lines (default: this ``torch`` and ``monai``).
+
+        Returns:
+            The model URI (``models:/<model id>``), or ``None`` when tracking is off or failed.
+        """
+        if not self.active or self.run is None:
+            return None
+        try:
+            import mlflow
+            import monai
+
+            if pip_requirements is None:
+                pip_requirements = [
+                    f"torch=={torch.__version__.split('+')[0]}",
+                    f"monai=={monai.__version__}",
+                ]
+            from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+            # the fluent API behind log_model uses the global URI (and sets $MLFLOW_TRACKING_URI):
+            # set it for this call only, then restore what was there
+            # created here so that it belongs to the run's experiment (the fluent API would put
+            # it in the process's current experiment, "Default" unless someone set one)
+            logged = self.client.create_logged_model(
+                experiment_id=self.run.info.experiment_id, name=name, source_run_id=self.run.info.run_id
+            )
+            with _use_tracking_uri(self.tracking_uri):
+                info = mlflow.pytorch.log_model(
+                    model,
+                    name=name,
+                    model_id=logged.model_id,
+                    run_id=self.run.info.run_id,
+                    registered_model_name=registered_model_name,
+                    pip_requirements=list(pip_requirements),
+                    serialization_format="pickle",
+                )
+            return info.model_uri
+        except Exception as err:  # noqa: BLE001
+            self.disable(err)
+            return None
 
     def finish(self, status: str = "FINISHED") -> None:
         """Mark the run finished (no-op when tracking is off)."""

@@ -4,8 +4,11 @@
 with the glass-box iteration steps of :mod:`pipelines.engine_steps`; everything else is a
 MONAI/Ignite handler: validation every epoch, stats/progress, checkpoints (``best.pt`` by
 validation AUC in ``classify`` mode or by lowest validation loss in ``pretrain`` mode, and
-``last.pt``), resuming from ``last.pt``, early stopping, a cosine learning-rate schedule and
-MLflow (guarded, see :mod:`pipelines.mlflow_tracking`).
+``last.pt``, which also keeps the best score so a resumed run replaces ``best.pt`` only by a
+better one; see :mod:`pipelines.checkpointing`), resuming from ``last.pt``, early stopping, a
+cosine learning-rate schedule and MLflow (guarded, see :mod:`pipelines.mlflow_tracking`; the
+per-epoch metrics are those of :mod:`pipelines.training_metrics`). ``distributed=True`` runs
+data-parallel under torchrun (:mod:`pipelines.distributed`).
 
 Example:
     >>> from pipelines.training_config import TrainConfig
@@ -15,10 +18,10 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,17 +29,13 @@ from typing import Any
 
 import torch
 from ignite.engine import Events
-from ignite.metrics import Average
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import (
-    ROCAUC,
     CheckpointLoader,
     CheckpointSaver,
-    ConfusionMatrix,
     EarlyStopHandler,
     LrScheduleHandler,
-    MeanSquaredError,
     StatsHandler,
     ValidationHandler,
 )
@@ -45,10 +44,20 @@ from monai.utils import set_determinism
 
 from networks.glassbox import GlassBoxNet
 from networks.losses import GlassBoxLoss
+from pipelines.checkpointing import BestScore, checkpoint_keys, save_last_checkpoint
 from pipelines.datalists import UNLABELLED, check_labels, load_datalist, mask_labels
-from pipelines.engine_steps import LOSS_TERMS, TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainStep
+from pipelines.distributed import (
+    DistContext,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    make_sampler,
+    wrap_ddp,
+)
+from pipelines.engine_steps import TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainStep
 from pipelines.mlflow_tracking import RunTracker
 from pipelines.training_config import TrainConfig, resolve_tracking_uri
+from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
 from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, load_pretrained
 from transforms.image_loading import LoadMedicalImaged
 from transforms.keys import Keys
@@ -126,35 +135,16 @@ def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
     ]
 
 
-def _loader(config: TrainConfig, records: list[dict], training: bool) -> DataLoader:
+def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistContext) -> DataLoader:
+    dataset = Dataset(records, transform=build_transforms(config, training))
+    sampler = make_sampler(dataset, ctx, training=training, seed=config.seed)
     return DataLoader(
-        Dataset(records, transform=build_transforms(config, training)),
+        dataset,
         batch_size=config.batch_size,
-        shuffle=training,
+        shuffle=training and sampler is None,
+        sampler=sampler,
         num_workers=config.num_workers,
     )
-
-
-def _item(name: str) -> Callable[[dict], Any]:
-    return lambda output: output[name]
-
-
-def _eval_metrics(config: TrainConfig, prefix: str) -> tuple[dict, dict]:
-    """(key metric, additional metrics) of an evaluator, names prefixed (``val_``/``test_``)."""
-    losses = {f"{prefix}_{term}": Average(output_transform=_item(term)) for term in LOSS_TERMS}
-    recon = MeanSquaredError(output_transform=lambda o: (o["pred_recon"], o[TARGET_KEY]))
-    if config.mode == "pretrain":
-        key = {f"{prefix}_loss": losses.pop(f"{prefix}_loss")}
-        return key, {**losses, f"{prefix}_recon_mse": recon}
-    key = {f"{prefix}_auc": ROCAUC(output_transform=lambda o: (o[Keys.PRED.value], o["label_onehot"]))}
-    extra: dict[str, Any] = {**losses, f"{prefix}_recon_mse": recon}
-    for name in ("accuracy", "sensitivity", "specificity"):
-        extra[f"{prefix}_{name}"] = ConfusionMatrix(
-            include_background=config.num_classes > 2,
-            metric_name=name,
-            output_transform=lambda o: (o["pred_onehot"], o["label_onehot"]),
-        )
-    return key, extra
 
 
 def _evaluator(
@@ -165,7 +155,7 @@ def _evaluator(
     loss_fn: Any,
     prefix: str,
 ) -> SupervisedEvaluator:
-    key, extra = _eval_metrics(config, prefix)
+    key, extra = eval_metrics(config.mode, config.num_classes, config.spatial_dims, prefix)
     lower_is_better = config.mode == "pretrain"
     return SupervisedEvaluator(
         device=device,
@@ -179,41 +169,8 @@ def _evaluator(
     )
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, (list, tuple)) and len(value) == 1:
-        return _number(value[0])
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
-
-
-def _flat_numbers(metrics: dict[str, Any]) -> dict[str, float]:
-    out = {}
-    for name, value in metrics.items():
-        number = _number(value)
-        if number is not None:
-            out[name] = number
-    return out
-
-
 def _cosine(epochs: int) -> Callable[[int], float]:
     return lambda epoch: 0.5 * (1.0 + math.cos(math.pi * min(epoch, epochs) / epochs))
-
-
-def _save_last_checkpoint(engine: Any, save_dict: dict[str, Any], path: Path) -> None:
-    """Write ``last.pt`` after every epoch, atomically (temporary file, then rename).
-
-    Hand-written rather than MONAI's ``CheckpointSaver(save_interval=1)`` because resume
-    and bundle configs need one fixed file name (MONAI's interval checkpoints embed the
-    epoch in theirs), and because a kill during the write must never leave a truncated
-    ``last.pt``: the previous epoch's file stays until the new one is complete. The file
-    holds ``{key: state_dict}``, the layout MONAI's ``CheckpointLoader`` reads.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({key: obj.state_dict() for key, obj in save_dict.items()}, tmp)
-    os.replace(tmp, path)
 
 
 def train(config: TrainConfig) -> dict[str, float]:
@@ -222,18 +179,33 @@ def train(config: TrainConfig) -> dict[str, float]:
     Writes ``out_dir/config.json``, ``best.pt`` / ``last.pt`` checkpoints and
     ``out_dir/metrics.json`` (flat name → number: final validation metrics, the best validation
     key metric and its epoch, and ``test_*`` metrics of the best model when the datalist has a
-    ``test`` section), and logs params, per-epoch metrics and the final metrics to MLflow.
+    ``test`` section), and logs params, per-epoch metrics, the final metrics, the files and the
+    best model (registered when ``config.registered_model_name`` is set) to MLflow. With
+    ``config.distributed`` (under torchrun) every rank trains on its share of the data and only
+    rank 0 writes files and logs.
 
     Args:
         config: the run's settings.
 
     Returns:
-        The metrics written to ``metrics.json``.
+        The metrics written to ``metrics.json`` (the same on every rank).
 
     Raises:
         ValueError: an unusable datalist (missing/empty section, missing file, label out of
-            range) or pretrained checkpoint; the message names it.
+            range), pretrained checkpoint or distributed launch; the message names it.
     """
+    ctx = init_distributed(config.device) if config.distributed else None
+    try:
+        if ctx is None:
+            device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+            ctx = DistContext.single(device if config.device == "auto" else torch.device(config.device))
+        return _train(config, ctx)
+    finally:
+        if ctx is not None:
+            cleanup_distributed(ctx)
+
+
+def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     set_determinism(seed=config.seed)
     out_dir = Path(config.out_dir)
     train_records = _records(config, "training", required=True)
@@ -242,18 +214,17 @@ def train(config: TrainConfig) -> dict[str, float]:
     if config.mode == "classify" and all(r[Keys.LABEL.value] == UNLABELLED for r in train_records):
         raise ValueError(f"datalist {config.datalist}: no labelled training record (classify mode)")
 
-    if config.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(config.device)
+    device = ctx.device
     network = build_network(config).to(device)
     result: dict[str, float] = {}
     if config.pretrained is not None:
         loaded = load_pretrained(network, config.pretrained)
         result["pretrained_tensors_loaded"] = float(len(loaded))
-        print(
-            f"pretrained {config.pretrained}: loaded {len(loaded)} encoder/decoder tensors", file=sys.stderr
-        )
+        if ctx.is_main:
+            print(
+                f"pretrained {config.pretrained}: loaded {len(loaded)} encoder/decoder tensors",
+                file=sys.stderr,
+            )
     if config.freeze_encoder:
         freeze_encoder(network)
     trainable = [p for p in network.parameters() if p.requires_grad]
@@ -270,21 +241,27 @@ def train(config: TrainConfig) -> dict[str, float]:
     labelled = sum(r.get(Keys.LABEL.value, UNLABELLED) != UNLABELLED for r in train_records)
     result["train_labelled"] = float(labelled)
     result["train_images"] = float(len(train_records))
+    if ctx.distributed:
+        result["world_size"] = float(ctx.world_size)
+    # the classifier head gets no gradient in pretrain mode: DDP must look for unused parameters
+    engine_net = wrap_ddp(network, ctx, find_unused_parameters=config.mode == "pretrain")
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
+    if ctx.is_main:
+        (out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
-    tracker = RunTracker(
-        tracking_uri, config.experiment, out_dir, config.run_name or f"{config.mode}-{out_dir.name}"
-    )
+    run_name = config.run_name or f"{config.mode}-{out_dir.name}"
+    tracker = RunTracker(tracking_uri, config.experiment, out_dir, run_name, enabled=ctx.is_main)
     tracker.start(config.to_params())
 
-    evaluator = _evaluator(config, device, network, _loader(config, val_records, False), loss_fn, "val")
+    val_loader = _loader(config, val_records, False, ctx)
+    evaluator = _evaluator(config, device, engine_net, val_loader, loss_fn, "val")
+    key_metric, train_extra = train_metrics(config.latent_dim)
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=config.epochs,
-        train_data_loader=_loader(config, train_records, True),
-        network=network,
+        train_data_loader=_loader(config, train_records, True, ctx),
+        network=engine_net,
         optimizer=optimizer,
         loss_function=loss_fn,
         iteration_update=GlassBoxTrainStep(
@@ -293,16 +270,36 @@ def train(config: TrainConfig) -> dict[str, float]:
             amp=config.amp,
             frozen_modules=ENCODER_MODULES if config.freeze_encoder else (),
         ),
-        key_train_metric={"train_loss": Average(output_transform=_item("loss"))},
-        additional_metrics={f"train_{t}": Average(output_transform=_item(t)) for t in LOSS_TERMS[1:]},
+        key_train_metric=key_metric,
+        additional_metrics=train_extra,
         decollate=False,
     )
 
+    key_name = key_metric_name(config.mode)
+    saver = None
+    if ctx.is_main:
+        saver = CheckpointSaver(
+            save_dir=str(out_dir),
+            save_dict={"model": network},
+            save_key_metric=True,
+            key_metric_name=key_name,
+            key_metric_n_saved=1,
+            key_metric_filename=BEST_CHECKPOINT,
+            key_metric_negative_sign=config.mode == "pretrain",
+        )
+        saver.attach(evaluator)
     last = out_dir / LAST_CHECKPOINT
-    save_dict = {"model": network, "optimizer": optimizer, "trainer": trainer}
+    save_dict = {
+        "model": network,
+        "optimizer": optimizer,
+        "trainer": trainer,
+        "best": BestScore(evaluator, saver),
+    }
     start_epoch = 0
-    if last.is_file():
-        CheckpointLoader(load_path=str(last), load_dict=save_dict, map_location=device).attach(trainer)
+    if last.is_file():  # every rank loads it
+        keys = checkpoint_keys(last)  # a last.pt written before "best" existed still resumes
+        load_dict = {k: v for k, v in save_dict.items() if k in keys}
+        CheckpointLoader(load_path=str(last), load_dict=load_dict, map_location=device).attach(trainer)
 
         @trainer.on(Events.STARTED)
         def _resume_schedule(engine: Any) -> None:
@@ -311,19 +308,10 @@ def train(config: TrainConfig) -> dict[str, float]:
             scheduler.last_epoch = engine.state.epoch  # the schedule continues where it stopped
             for group, base_lr in zip(optimizer.param_groups, scheduler.base_lrs, strict=True):
                 group["lr"] = base_lr * schedule(engine.state.epoch)
-            print(f"resuming {last} at epoch {engine.state.epoch + 1}/{config.epochs}", file=sys.stderr)
+            if ctx.is_main:
+                print(f"resuming {last} at epoch {engine.state.epoch + 1}/{config.epochs}", file=sys.stderr)
 
-    key_name = "val_loss" if config.mode == "pretrain" else "val_auc"
-    CheckpointSaver(
-        save_dir=str(out_dir),
-        save_dict={"model": network},
-        save_key_metric=True,
-        key_metric_name=key_name,
-        key_metric_n_saved=1,
-        key_metric_filename=BEST_CHECKPOINT,
-        key_metric_negative_sign=config.mode == "pretrain",
-    ).attach(evaluator)
-    if config.early_stop_patience > 0:
+    if config.early_stop_patience > 0:  # every rank: the metrics are global, so all stop together
         sign = -1.0 if config.mode == "pretrain" else 1.0
         EarlyStopHandler(
             patience=config.early_stop_patience,
@@ -332,18 +320,20 @@ def train(config: TrainConfig) -> dict[str, float]:
         ).attach(evaluator)
     LrScheduleHandler(scheduler, print_lr=False).attach(trainer)
     ValidationHandler(interval=1, validator=evaluator, epoch_level=True).attach(trainer)
-    StatsHandler(name="medglass.training", iteration_log=False, tag_name="train_loss").attach(trainer)
-    StatsHandler(name="medglass.training", iteration_log=False, output_transform=lambda x: None).attach(
-        evaluator
-    )
-    if config.progress:
-        from ignite.handlers import ProgressBar
+    if ctx.is_main:
+        StatsHandler(name="medglass.training", iteration_log=False, tag_name="train_loss").attach(trainer)
+        StatsHandler(name="medglass.training", iteration_log=False, output_transform=lambda x: None).attach(
+            evaluator
+        )
+        if config.progress:
+            from ignite.handlers import ProgressBar
 
-        ProgressBar(persist=False).attach(trainer, output_transform=lambda o: {"loss": float(o["loss"])})
+            ProgressBar(persist=False).attach(trainer, output_transform=lambda o: {"loss": float(o["loss"])})
     tracker.attach(trainer)
     tracker.attach(evaluator, global_epoch=lambda _: trainer.state.epoch)
-    # registered last: an epoch counts as done only after validation and logging finished
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, _save_last_checkpoint, save_dict, last)
+    if ctx.is_main:
+        # registered last: an epoch counts as done only after validation and logging finished
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, save_last_checkpoint, save_dict, last)
 
     try:
         trainer.run()
@@ -351,26 +341,31 @@ def train(config: TrainConfig) -> dict[str, float]:
         tracker.finish(status="FAILED")
         raise
 
-    result.update(_flat_numbers(evaluator.state.metrics))
-    result.update(_flat_numbers(trainer.state.metrics))
+    result.update(flat_numbers(evaluator.state.metrics))
+    result.update(flat_numbers(trainer.state.metrics))
     result["epochs_completed"] = float(trainer.state.epoch)
     result["start_epoch"] = float(start_epoch)
     result[f"best_{key_name}"] = float(evaluator.state.best_metric)
     result["best_epoch"] = float(evaluator.state.best_metric_epoch)
     best = out_dir / BEST_CHECKPOINT
-    if test_records:
-        if best.is_file():
-            state = torch.load(best, map_location=device, weights_only=True)
-            network.load_state_dict(state.get("model", state))  # ignite unwraps a one-item save_dict
-        tester = _evaluator(config, device, network, _loader(config, test_records, False), loss_fn, "test")
+    barrier(ctx)  # best.pt is complete before any rank reads it
+    if best.is_file():
+        state = torch.load(best, map_location=device, weights_only=True)
+        network.load_state_dict(state.get("model", state))  # ignite unwraps a one-item save_dict
+    if test_records:  # every rank tests its share of the best model; the metrics are gathered
+        test_loader = _loader(config, test_records, False, ctx)
+        tester = _evaluator(config, device, network, test_loader, loss_fn, "test")
         tester.run()
-        result.update(_flat_numbers(tester.state.metrics))
+        result.update(flat_numbers(tester.state.metrics))
+    if not ctx.is_main:
+        return result
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(result, indent=1, sort_keys=True))
     per_epoch = set(evaluator.state.metrics) | set(trainer.state.metrics)  # already logged each epoch
     tracker.log_metrics({k: v for k, v in result.items() if k not in per_epoch}, step=trainer.state.epoch)
     tracker.log_artifact(out_dir / "config.json")
     tracker.log_artifact(metrics_path)
+    tracker.log_model(copy.deepcopy(network).cpu().eval(), registered_model_name=config.registered_model_name)
     tracker.finish()
     if tracker.run_id is not None:
         logger.info("MLflow run %s at %s", tracker.run_id, tracking_uri)

@@ -72,6 +72,11 @@ class TrainConfig:
         experiment: MLflow experiment name.
         run_name: MLflow run name (default: ``<mode>-<out_dir name>``).
         progress: show a progress bar.
+        registered_model_name: register the logged best model under this MLflow model name
+            (``None``: log the model without registering it).
+        distributed: data-parallel training under ``torchrun`` (one process per device:
+            ``DistributedDataParallel``, gloo on the CPU, nccl on CUDA; see
+            :mod:`pipelines.distributed`).
 
     Raises:
         ValueError: a field is out of range; the message names the field, the expectation and the value.
@@ -105,6 +110,8 @@ class TrainConfig:
     experiment: str = "medglass"
     run_name: str | None = None
     progress: bool = False
+    registered_model_name: str | None = None
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         self.datalist = Path(self.datalist)
@@ -154,6 +161,14 @@ class TrainConfig:
             raise ValueError("freeze_encoder needs a pretrained checkpoint, got pretrained=None")
         if not isinstance(self.experiment, str) or not self.experiment:
             raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
+        if self.registered_model_name is not None and (
+            not isinstance(self.registered_model_name, str) or not self.registered_model_name.strip()
+        ):
+            raise ValueError(
+                f"registered_model_name must be a non-empty string or None, got {self.registered_model_name!r}"
+            )
+        if not isinstance(self.distributed, bool):
+            raise ValueError(f"distributed must be a bool, got {self.distributed!r}")
 
     @property
     def effective_ce_weight(self) -> float:
@@ -174,6 +189,28 @@ class TrainConfig:
             params[f.name] = str(getattr(self, f.name))
         params["effective_ce_weight"] = str(self.effective_ce_weight)
         return params
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config :meth:`to_json` wrote (JSON lists become tuples; unknown names are refused).
+
+        Args:
+            data: a dict of field values, e.g. ``json.loads(Path("config.json").read_text())``.
+
+        Returns:
+            A validated ``TrainConfig``.
+
+        Raises:
+            ValueError: an unknown field name or a value out of range.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {unknown}")
+        values = dict(data)
+        if isinstance(values.get("spatial_size"), list):
+            values["spatial_size"] = tuple(values["spatial_size"])
+        return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (paths as strings)."""

@@ -10,12 +10,18 @@ from pipelines.demo import run_demo
 
 
 def test_demo_generates_ingests_and_summarises(tmp_path, capsys):
-    summary = run_demo(tmp_path / "demo", n=40, seed=1, progress=False)
+    summary = run_demo(tmp_path / "demo", n=40, seed=1, progress=False, pretrain_epochs=1, classify_epochs=1)
     assert summary["images"] == 40 == summary["ingested_images"]
     assert summary["ingest_rejects"] == 0
     assert sum(summary["splits"].values()) == 40
     assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text()) == summary
     assert (tmp_path / "demo" / "cohort_montage.png").stat().st_size > 1000
-    assert "medglass demo summary" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "medglass demo summary" in out and "mlflow ui --backend-store-uri sqlite:///" in out
+    assert 0.0 <= summary["test_auc"] <= 1.0
+    assert (tmp_path / "demo" / "pretrain" / "best.pt").is_file()
+    assert json.loads((tmp_path / "demo" / "classify" / "metrics.json").read_text())[
+        "test_auc"
+    ] == pytest.approx(summary["test_auc"], abs=1e-4)
     with pytest.raises(ValueError, match="n must be >= 10"):
         run_demo(tmp_path / "x", n=3)

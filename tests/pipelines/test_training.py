@@ -283,3 +283,116 @@ def test_sigkill_mid_run_resumes_from_last_checkpoint(cohort: Path, tmp_path: Pa
     run_id = (out / RUN_ID_FILE).read_text().strip()
     steps = [m.step for m in client.get_metric_history(run_id, "train_loss")]
     assert sorted(steps) == list(range(1, epochs + 1))  # every epoch logged exactly once
+
+
+def test_kl_per_dimension_and_ssim_reach_mlflow_every_epoch(runs: dict) -> None:
+    uri, out, cls = runs["uri"], runs["root"] / "cls", runs["cls"]
+    dims = [f"train_kl_dim_{i:02d}" for i in range(TINY["latent_dim"])]
+    for name in [*dims, "val_recon_ssim", "val_recon_mse", "val_accuracy", "val_specificity"]:
+        assert [step for step, _ in _history(uri, out, name)] == [1, 2], name
+    # KL is the sum over dimensions, so the epoch averages add up to the total's average
+    assert sum(cls[name] for name in dims) == pytest.approx(cls["train_kl"], rel=1e-4)
+    assert all(cls[name] >= 0 for name in dims)
+    assert -1.0 <= cls["val_recon_ssim"] <= 1.0 and -1.0 <= cls["test_recon_ssim"] <= 1.0
+
+
+def _tamper_best(last: Path, score: float) -> None:
+    """Set the best validation score remembered in last.pt (epoch 1) to ``score``."""
+    state = torch.load(last, weights_only=True)
+    state["best"] = {"best_metric": score, "best_metric_epoch": 1, "saved": [[score, "best.pt"]]}
+    torch.save(state, last)
+
+
+@pytest.mark.parametrize(("remembered", "replaced"), [(1.5, False), (-0.5, True)])
+def test_resume_replaces_best_only_with_a_better_score(
+    cohort: Path, tmp_path: Path, remembered: float, replaced: bool
+) -> None:
+    config = {
+        "datalist": cohort,
+        "out_dir": tmp_path / "run",
+        "tracking_uri": f"sqlite:///{tmp_path}/m.db",
+        **TINY,
+    }
+    first = train(TrainConfig(epochs=1, **config))
+    assert first["best_epoch"] == 1
+    run = tmp_path / "run"
+    before = torch.load(run / "best.pt", weights_only=True)
+    # AUC is at most 1, so 1.5 cannot be beaten after the resume, and any AUC beats -0.5
+    _tamper_best(run / "last.pt", remembered)
+    second = train(TrainConfig(epochs=2, **config))
+    assert second["start_epoch"] == 1
+    after = torch.load(run / "best.pt", weights_only=True)
+    epoch2 = torch.load(run / "last.pt", weights_only=True)["model"]
+    same_as_before = all(torch.equal(before[k], after[k]) for k in before)
+    same_as_epoch2 = all(torch.equal(epoch2[k], after[k]) for k in epoch2)
+    if replaced:
+        assert same_as_epoch2 and not same_as_before
+        assert second["best_epoch"] == 2 and second["best_val_auc"] == pytest.approx(second["val_auc"])
+    else:
+        assert same_as_before and not same_as_epoch2
+        assert second["best_epoch"] == 1 and second["best_val_auc"] == remembered
+    saved = torch.load(run / "last.pt", weights_only=True)["best"]
+    assert saved["best_metric_epoch"] == second["best_epoch"]
+
+
+def test_model_logging_failure_warns_and_training_goes_on(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("registry down")
+
+    monkeypatch.setattr(mlflow.pytorch, "log_model", broken)
+    config = TrainConfig(
+        datalist=cohort,
+        out_dir=tmp_path / "run",
+        mode="pretrain",
+        epochs=1,
+        tracking_uri=f"sqlite:///{tmp_path}/m.db",
+        registered_model_name="medglass-broken",
+        **TINY,
+    )
+    with caplog.at_level(logging.WARNING):
+        metrics = train(config)
+    assert metrics["epochs_completed"] == 1
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == pytest.approx(metrics)
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "MLflow" in r.getMessage()
+    ]
+    assert len(warnings) == 1 and "registry down" in warnings[0]
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/m.db")
+    assert client.search_registered_models() == []
+
+
+def test_logged_model_matches_best_checkpoint(runs: dict) -> None:
+    client = mlflow.tracking.MlflowClient(tracking_uri=runs["uri"])
+    run_id = (runs["root"] / "pre" / RUN_ID_FILE).read_text().strip()
+    experiment = client.get_run(run_id).info.experiment_id
+    models = client.search_logged_models([experiment], filter_string=f"source_run_id = '{run_id}'")
+    assert len(models) == 1 and models[0].name == "model"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", runs["uri"])
+        model = mlflow.pytorch.load_model(f"models:/{models[0].model_id}")
+    best = torch.load(runs["root"] / "pre" / "best.pt", weights_only=True)
+    assert all(torch.equal(model.state_dict()[k], best[k]) for k in best)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"registered_model_name": ""}, r"registered_model_name must be a non-empty string or None, got ''"),
+        ({"registered_model_name": 3}, r"registered_model_name must be a non-empty string or None, got 3"),
+    ],
+)
+def test_config_rejects_bad_registered_model_name(change: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", **change)
+
+
+def test_config_json_round_trip(tmp_path: Path) -> None:
+    config = TrainConfig(
+        datalist=tmp_path / "d.json", out_dir=tmp_path / "out", spatial_size=(32, 48), distributed=True
+    )
+    again = TrainConfig.from_json(json.loads(json.dumps(config.to_json())))
+    assert again == config and again.spatial_size == (32, 48)
+    with pytest.raises(ValueError, match=r"unknown TrainConfig fields: \['epoch'\]"):
+        TrainConfig.from_json({**config.to_json(), "epoch": 3})

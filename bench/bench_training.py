@@ -1,0 +1,240 @@
+"""Accuracy and training speed side by side, in one run on the same data and epochs.
+
+Models: GlassBoxNet tiny/small/base (``pipelines.training.train``) against MONAI
+DenseNet121 and resnet18 trained the same way (same transforms, optimiser, epochs,
+batch size, best-validation-AUC checkpoint, test set), plus the label-efficiency trio
+for one GlassBox size: all labels, 10 % labels semi-supervised (all images for
+reconstruction) and the 10 % labelled images alone. Prints test AUC, training images/s
+and ratios to DenseNet121, and the phantom parameters used (the difficulty must leave
+headroom: DenseNet121 at or below test AUC 0.97).
+
+Run: ``.venv/bin/python bench/bench_training.py --epochs 8 --models tiny densenet121``
+(2,000 train / 250 validation / 500 test brain2d 64×64 phantoms by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from phantoms import PhantomConfig, generate_cohort  # noqa: E402
+from pipelines.datalists import load_datalist, mask_labels  # noqa: E402
+from pipelines.training import build_transforms, train  # noqa: E402
+from pipelines.training_config import TrainConfig  # noqa: E402
+
+GLASSBOX = ("tiny", "small", "base")
+BASELINES = ("densenet121", "resnet18")
+
+
+def make_cohort(
+    out: Path, n_train: int, n_val: int, n_test: int, seed: int, marker: float
+) -> tuple[Path, dict]:
+    """Generate the benchmark cohort; returns its datalist and the phantom config used."""
+    n = n_train + n_val + n_test
+    config = PhantomConfig(
+        kind="brain2d",
+        n=n,
+        seed=seed,
+        size=64,
+        marker_correlation=marker,
+        split_fractions=(n_train / n, n_val / n, n_test / n),
+    )
+    generate_cohort(config, out, progress=False)
+    return out / "datalist.json", asdict(config)
+
+
+def train_baseline(
+    name: str,
+    datalist: Path,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    train_records: list[dict] | None = None,
+) -> dict:
+    """Train a MONAI classifier with cross-entropy exactly as the GlassBox classify mode is scheduled."""
+    from monai.data import DataLoader, Dataset
+    from monai.metrics import ROCAUCMetric
+    from monai.networks.nets import DenseNet121, resnet18
+    from monai.utils import set_determinism
+
+    set_determinism(seed)
+    net = (
+        DenseNet121(spatial_dims=2, in_channels=1, out_channels=2)
+        if name == "densenet121"
+        else resnet18(spatial_dims=2, n_input_channels=1, num_classes=2)
+    )
+    records = train_records or load_datalist(datalist, "training")
+    records = [{"image": r["image"], "label": r["label"]} for r in records if int(r["label"]) >= 0]
+    cfg = TrainConfig(
+        datalist=datalist,
+        out_dir=out,
+        mode="classify",
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        spatial_size=(64, 64),
+        progress=False,
+    )
+    train_loader = DataLoader(
+        Dataset(records, build_transforms(cfg, True)), batch_size=batch_size, shuffle=True
+    )
+
+    def evaluate(section: str) -> float:
+        section_records = [
+            {"image": r["image"], "label": r["label"]} for r in load_datalist(datalist, section)
+        ]
+        loader = DataLoader(Dataset(section_records, build_transforms(cfg, False)), batch_size=64)
+        metric = ROCAUCMetric()
+        net.eval()
+        with torch.no_grad():
+            for batch in loader:
+                prob = torch.softmax(net(batch["image"]), dim=1)[:, 1]
+                metric(prob, batch["label"].long())
+        return float(metric.aggregate())
+
+    optimiser = torch.optim.Adam(net.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=epochs)
+    best, best_state, seen, seconds = -1.0, None, 0, 0.0
+    for _ in range(epochs):
+        net.train()
+        start = time.perf_counter()
+        for batch in train_loader:
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(batch["image"]), batch["label"].long().view(-1))
+            loss.backward()
+            optimiser.step()
+            seen += len(batch["image"])
+        seconds += time.perf_counter() - start
+        scheduler.step()
+        auc = evaluate("validation")
+        if auc > best:
+            best, best_state = auc, {k: v.clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    return {
+        "best_val_auc": best,
+        "test_auc": evaluate("test"),
+        "train_img_s": seen / seconds,
+        "params": sum(p.numel() for p in net.parameters()),
+    }
+
+
+def train_glassbox(
+    size: str, datalist: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, **extra
+) -> dict:
+    start = time.perf_counter()
+    metrics = train(
+        TrainConfig(
+            datalist=datalist,
+            out_dir=out,
+            mode="classify",
+            size=size,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            spatial_size=(64, 64),
+            progress=False,
+            tracking_uri=f"sqlite:///{out.parent}/mlruns.db",
+            **extra,
+        )
+    )
+    seconds = time.perf_counter() - start
+    return {
+        "best_val_auc": metrics.get("best_val_auc"),
+        "test_auc": metrics.get("test_auc"),
+        "train_img_s": metrics.get("train_img_s", float("nan")),
+        "wall_s": seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=["tiny", "densenet121"], choices=GLASSBOX + BASELINES)
+    parser.add_argument(
+        "--label-efficiency", default="tiny", help="GlassBox size for the 10%% label trio ('' to skip)"
+    )
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--n-train", type=int, default=2000)
+    parser.add_argument("--n-val", type=int, default=250)
+    parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    work = Path(args.out or tempfile.mkdtemp(prefix="medglass-bench-"))
+    datalist, phantom = make_cohort(work / "cohort", args.n_train, args.n_val, args.n_test, args.seed, 0.5)
+    rows: dict[str, dict] = {}
+    for name in args.models:
+        print(f"training {name} ...", file=sys.stderr, flush=True)
+        if name in BASELINES:
+            start = time.perf_counter()
+            rows[name] = train_baseline(
+                name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed
+            )
+            rows[name]["wall_s"] = time.perf_counter() - start
+        else:
+            rows[name] = train_glassbox(
+                name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed
+            )
+    if args.label_efficiency:
+        size = args.label_efficiency
+        print(f"label efficiency ({size}) ...", file=sys.stderr, flush=True)
+        rows[f"{size} 10% semi-sup"] = train_glassbox(
+            size,
+            datalist,
+            work / "semi",
+            args.epochs,
+            args.batch_size,
+            args.lr,
+            args.seed,
+            label_fraction=0.1,
+        )
+        subset = [
+            r for r in mask_labels(load_datalist(datalist, "training"), 0.1, args.seed) if r["label"] >= 0
+        ]
+        sub_list = work / "subset_datalist.json"
+        full = json.loads(datalist.read_text())
+        full["training"] = [{**r, "image": str(r["image"]), "mask": str(r.get("mask", ""))} for r in subset]
+        for section in ("validation", "test"):
+            full[section] = [{**r, "image": str(r["image"])} for r in load_datalist(datalist, section)]
+        sub_list.write_text(json.dumps(full))
+        rows[f"{size} 10% alone"] = train_glassbox(
+            size, sub_list, work / "alone", args.epochs, args.batch_size, args.lr, args.seed
+        )
+
+    print("\nphantom parameters:", json.dumps({k: v for k, v in phantom.items() if k not in ("n", "seed")}))
+    print(
+        f"data: {args.n_train} train / {args.n_val} val / {args.n_test} test, 64x64, {args.epochs} epochs, "
+        f"batch {args.batch_size}, lr {args.lr}, {args.threads} threads\n"
+    )
+    ref = rows.get("densenet121")
+    print(
+        f"{'model':22s} {'val AUC':>8s} {'test AUC':>9s} {'d AUC vs DN121':>15s} {'train img/s':>12s} "
+        f"{'x DN121':>8s} {'wall s':>7s}"
+    )
+    for name, r in rows.items():
+        d_auc = r["test_auc"] - ref["test_auc"] if ref else float("nan")
+        speed = r["train_img_s"] / ref["train_img_s"] if ref else float("nan")
+        print(
+            f"{name:22s} {r['best_val_auc']:8.3f} {r['test_auc']:9.3f} {d_auc:15.3f} {r['train_img_s']:12.1f} "
+            f"{speed:8.2f} {r['wall_s']:7.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

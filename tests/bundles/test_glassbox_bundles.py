@@ -1,0 +1,220 @@
+"""CPU smoke tests of the glass-box bundles: metadata, network I/O, train → evaluate → infer, export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
+
+from networks.glassbox import GlassBoxNet
+from pipelines.bundle_runner import BUNDLES_DIR, parse_overrides, run_bundle
+from pipelines.cli import main
+
+BUNDLES = ("glassbox_pretrain", "glassbox_classification")
+SCHEMA = BUNDLES_DIR / "schema" / "metadata_schema.json"
+SIZE = 32
+
+
+def _configs(bundle: str) -> Path:
+    return BUNDLES_DIR / bundle / "configs"
+
+
+def _train_overrides(out: Path, db: Path) -> dict:
+    return {
+        "output_dir": str(out),
+        "dataset#cohort_n": 40,
+        "train#spatial_size": [SIZE, SIZE],
+        "train#epochs": 1,
+        "train#batch_size": 8,
+        "train#device": "cpu",
+        "train#tracking_uri": f"sqlite:///{db}",
+    }
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Pretrain 1 epoch, then train the classifier 1 epoch from the pretrained checkpoint (one cohort)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("bundles")
+    db = root / "mlruns.db"
+    pre = _train_overrides(root / "pretrain", db)
+    pre_metrics = run_bundle("glassbox_pretrain", "train", pre)
+    cls = _train_overrides(root / "classification", db)
+    cls["dataset#datalist"] = str(root / "pretrain" / "cohort" / "datalist.json")
+    cls["train#pretrained"] = str(root / "pretrain" / "best.pt")
+    cls_metrics = run_bundle("glassbox_classification", "train", cls)
+    return {"root": root, "pre": pre, "cls": cls, "pre_metrics": pre_metrics, "cls_metrics": cls_metrics}
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_metadata_verifies_against_shipped_schema(bundle: str) -> None:
+    from monai.bundle import verify_metadata
+
+    verify_metadata(meta_file=str(_configs(bundle) / "metadata.json"), filepath=str(SCHEMA))
+
+
+def test_broken_metadata_fails(tmp_path: Path) -> None:
+    from monai.bundle import verify_metadata
+
+    meta = json.loads((_configs("glassbox_classification") / "metadata.json").read_text())
+    del meta["network_data_format"]["inputs"]["image"]["spatial_shape"]
+    meta["version"] = "one"
+    broken = tmp_path / "metadata.json"
+    broken.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="Failed validating"):
+        verify_metadata(meta_file=str(broken), filepath=str(SCHEMA))
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_verify_net_in_out(bundle: str) -> None:
+    configs = _configs(bundle)
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        device="cpu",
+    )
+
+
+def test_multi_gpu_overlay_sets_distributed() -> None:
+    for bundle in BUNDLES:
+        parser = ConfigParser()
+        parser.read_config(
+            [str(_configs(bundle) / "train.json"), str(_configs(bundle) / "multi_gpu_train.json")]
+        )
+        assert parser["train#distributed"] is True
+        assert parser["train_config#distributed"] == "@train#distributed"
+        assert parser["train#epochs"] == 20  # the base config is kept
+
+
+def test_parse_overrides() -> None:
+    got = parse_overrides(["--train#epochs", "1", "--output_dir=/tmp/x", "--train#spatial_size", "[32, 32]"])
+    assert got == {"train#epochs": 1, "output_dir": "/tmp/x", "train#spatial_size": [32, 32]}
+    with pytest.raises(ValueError, match="missing value"):
+        parse_overrides(["--train#epochs"])
+
+
+def test_unknown_override_is_rejected_before_running(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"config key 'train#epochz' does not exist in bundles/glassbox_classification/configs/train\.json",
+    ):
+        run_bundle("glassbox_classification", "train", {"train#epochz": 1, "output_dir": str(tmp_path)})
+    assert not any(tmp_path.iterdir())
+    assert main(["run", "glassbox_pretrain", "--config", "evaluate", "--train#epochz", "1"]) == 2
+    assert "config key 'train#epochz' does not exist" in capsys.readouterr().err
+
+
+def test_pretrained_checkpoint_seeds_classification(trained: dict) -> None:
+    own = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).state_dict()
+    expected = [k for k in own if k.split(".")[0] in ("encoder", "attention", "latent", "decoder")]
+    assert trained["cls_metrics"]["pretrained_tensors_loaded"] == len(expected)
+    assert trained["pre_metrics"]["epochs_completed"] == 1
+
+
+def _read_predictions(path: Path) -> dict[str, np.ndarray]:
+    with open(path) as handle:
+        return {row[0]: np.array([float(v) for v in row[1:]]) for row in csv.reader(handle)}
+
+
+def test_classification_evaluate_and_inference(trained: dict) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    out = Path(trained["cls"]["output_dir"])
+    metrics = run_bundle("glassbox_classification", "evaluate", trained["cls"])
+    assert json.loads((out / "eval" / "metrics.json").read_text()) == metrics
+    pred_file = run_bundle(
+        "glassbox_classification",
+        "inference",
+        {
+            "output_dir": str(out),
+            "spatial_size": [SIZE, SIZE],
+            "datalist": trained["cls"]["dataset#datalist"],
+        },
+    )
+    preds = _read_predictions(Path(pred_file))
+    datalist_path = Path(trained["cls"]["dataset#datalist"])
+    test = json.loads(datalist_path.read_text())["test"]
+    labels = np.array([r["label"] for r in test])
+    probs = np.stack([preds[str(datalist_path.parent / r["image"])] for r in test])
+    assert probs.shape == (len(test), 2)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert metrics["test_auc"] == pytest.approx(roc_auc_score(labels, probs[:, 1]), abs=1e-6)
+    assert metrics["test_accuracy"] == pytest.approx(float(np.mean(probs.argmax(axis=1) == labels)), abs=1e-6)
+    assert metrics["test_auc"] == pytest.approx(trained["cls_metrics"]["test_auc"], abs=1e-6)
+
+
+def test_pretrain_evaluate_matches_hand_computed_mse(trained: dict) -> None:
+    from monai.transforms import Compose
+
+    from transforms.image_loading import LoadMedicalImaged
+    from transforms.preprocessing import preprocessing_transforms
+
+    out = Path(trained["pre"]["output_dir"])
+    metrics = run_bundle("glassbox_pretrain", "evaluate", trained["pre"])
+    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).eval()
+    net.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    chain = Compose(
+        [LoadMedicalImaged("image"), *preprocessing_transforms("image", spatial_size=(SIZE, SIZE))]
+    )
+    datalist = out / "cohort" / "datalist.json"
+    test = json.loads(datalist.read_text())["test"]
+    errors = []
+    with torch.no_grad():
+        for record in test:
+            image = chain({"image": str(datalist.parent / record["image"])})["image"].as_tensor()[None]
+            errors.append(float(((net(image)["recon"] - image) ** 2).mean()))
+    assert metrics["test_recon_mse"] == pytest.approx(float(np.mean(errors)), rel=1e-4)
+
+
+def test_medglass_run_inference_and_ckpt_export(
+    trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = Path(trained["pre"]["output_dir"])
+    status = main(
+        [
+            "run",
+            "glassbox_pretrain",
+            "--config",
+            "inference",
+            "--output_dir",
+            str(out),
+            "--spatial_size",
+            f"[{SIZE}, {SIZE}]",
+            "--prediction_dir",
+            str(tmp_path / "pred"),
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    latents = _read_predictions(tmp_path / "pred" / "latents.csv")
+    assert len(latents) == len(json.loads((out / "cohort" / "datalist.json").read_text())["test"])
+    assert {len(v) for v in latents.values()} == {16}
+
+    cls_dir = Path(trained["cls"]["output_dir"])
+    configs = _configs("glassbox_classification")
+    exported = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(cls_dir / "last.pt"),
+        key_in_ckpt="model",
+        meta_file=str(configs / "metadata.json"),
+        config_file=str(configs / "inference.json"),
+        **{"spatial_size": [SIZE, SIZE]},
+    )
+    scripted = torch.jit.load(str(exported))
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.json"))
+    parser["spatial_size"] = [SIZE, SIZE]
+    eager = parser.get_parsed_content("network_def").eval()
+    eager.load_state_dict(torch.load(cls_dir / "last.pt", weights_only=True)["model"])
+    x = torch.rand(3, 1, SIZE, SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), eager(x))
+    shutil.rmtree(tmp_path / "pred")
