@@ -268,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
     classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")
     classify.add_argument(
-        "--ce-weight", type=float, default=1000.0, help="cross-entropy weight (default 1000; recon is summed per image)"
+        "--ce-weight",
+        type=float,
+        default=1000.0,
+        help="cross-entropy weight (default 1000; recon is summed per image)",
     )
 
     run = sub.add_parser(

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from ignite.engine import Events
+from ignite.handlers import Timer
 from monai.data import DataLoader, Dataset
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import (
@@ -319,6 +320,10 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
             trainer=trainer,
         ).attach(evaluator)
     LrScheduleHandler(scheduler, print_lr=False).attach(trainer)
+    # training time only: attached before validation, so each epoch's clock stops before it runs
+    train_timer = Timer().attach(
+        trainer, start=Events.STARTED, resume=Events.EPOCH_STARTED, pause=Events.EPOCH_COMPLETED
+    )
     ValidationHandler(interval=1, validator=evaluator, epoch_level=True).attach(trainer)
     if ctx.is_main:
         StatsHandler(name="medglass.training", iteration_log=False, tag_name="train_loss").attach(trainer)
@@ -345,6 +350,10 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     result.update(flat_numbers(trainer.state.metrics))
     result["epochs_completed"] = float(trainer.state.epoch)
     result["start_epoch"] = float(start_epoch)
+    train_seconds = train_timer.value()
+    samples = (trainer.state.epoch - start_epoch) * len(trainer.data_loader.sampler)  # this rank's images
+    result["train_seconds"] = float(train_seconds)
+    result["train_img_s"] = float(samples / train_seconds) if train_seconds > 0 else float("nan")
     result[f"best_{key_name}"] = float(evaluator.state.best_metric)
     result["best_epoch"] = float(evaluator.state.best_metric_epoch)
     best = out_dir / BEST_CHECKPOINT

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.metrics import Average
 from monai.handlers import ROCAUC, ConfusionMatrix, IgniteMetricHandler, MeanSquaredError
@@ -109,7 +110,10 @@ def eval_metrics(mode: str, num_classes: int, spatial_dims: int, prefix: str) ->
 
 
 def _number(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
+    # tensors, arrays and numpy scalars of one element (np.float32 is no ``float`` subclass)
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (np.ndarray, np.generic)) and value.size == 1:
         value = value.item()
     if isinstance(value, (list, tuple)) and len(value) == 1:
         return _number(value[0])

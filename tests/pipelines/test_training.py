@@ -396,3 +396,11 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
     assert again == config and again.spatial_size == (32, 48)
     with pytest.raises(ValueError, match=r"unknown TrainConfig fields: \['epoch'\]"):
         TrainConfig.from_json({**config.to_json(), "epoch": 3})
+
+
+def test_training_throughput_counts_every_training_image(runs: dict, cohort: Path) -> None:
+    metrics = runs["cls"]
+    n_train = len(json.loads(cohort.read_text())["training"])  # counted from the datalist itself
+    epochs_run = metrics["epochs_completed"] - metrics["start_epoch"]
+    assert 0 < metrics["train_seconds"]
+    assert metrics["train_img_s"] * metrics["train_seconds"] == pytest.approx(n_train * epochs_run)
