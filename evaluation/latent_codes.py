@@ -1,0 +1,218 @@
+"""Run a trained network over a datalist and keep what analyses need: latents, logits, labels, attributes.
+
+Explanations (disentanglement, traversal scales) and bias audits (probes, erasure, subgroup
+metrics) all start from the same table: one row per image with the latent mean and
+log-variance, the logits and class probabilities, the label (``-1`` when unknown), the record's
+``attributes`` and its id. :func:`encode_records` builds it with the same loading and
+preprocessing as training (MONAI ``Dataset``/``DataLoader``), in batches, with a progress bar.
+
+Example:
+    >>> from evaluation.trained_model import load_trained_model
+    >>> trained = load_trained_model("runs/demo/classify")  # doctest: +SKIP
+    >>> codes = encode_datalist(trained, "runs/demo/cohort/datalist.json", "test")  # doctest: +SKIP
+    >>> codes.mu.shape  # doctest: +SKIP
+    (240, 16)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import DataLoader, Dataset
+from monai.transforms import Compose, SelectItemsd
+from tqdm.auto import tqdm
+
+from evaluation.trained_model import TrainedModel
+from pipelines.datalists import load_datalist
+from transforms.image_loading import LoadMedicalImaged
+from transforms.keys import Keys
+from transforms.preprocessing import preprocessing_transforms
+
+__all__ = ["LatentCodes", "encode_records", "encode_datalist", "model_input_transforms", "load_model_input"]
+
+UNKNOWN_LABEL = -1
+
+
+@dataclass
+class LatentCodes:
+    """Per-image outputs of a network over a set of records (rows aligned).
+
+    Attributes:
+        ids: record ids (``id`` of the record, else its image file name).
+        mu: latent means ``(N, latent_dim)``.
+        logvar: latent log-variances ``(N, latent_dim)``.
+        logits: class logits ``(N, num_classes)``.
+        labels: integer labels ``(N,)``, ``-1`` where the record has none.
+        attributes: each record's ``attributes`` dict (empty when absent).
+        records: the records as loaded (paths resolved).
+    """
+
+    ids: list[str]
+    mu: np.ndarray
+    logvar: np.ndarray
+    logits: np.ndarray
+    labels: np.ndarray
+    attributes: list[dict[str, Any]] = field(default_factory=list)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """Softmax class probabilities ``(N, num_classes)``."""
+        z = self.logits - self.logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Positive-class (class 1) probability ``(N,)`` (class 0's for a one-class model)."""
+        probs = self.probs
+        return probs[:, 1] if probs.shape[1] > 1 else probs[:, 0]
+
+    def attribute(self, name: str) -> list[Any]:
+        """The values of one attribute, ``None`` where a record lacks it."""
+        return [a.get(name) for a in self.attributes]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def model_input_transforms(spatial_size: Sequence[int], mask: bool = False) -> Compose:
+    """Loading + the training preprocessing of ``image`` (and ``mask``, resized the same way).
+
+    Args:
+        spatial_size: the network's input size.
+        mask: also load and preprocess ``mask`` (nearest-neighbour, never intensity-scaled).
+
+    Returns:
+        A MONAI ``Compose`` for ``{"image": path[, "mask": path]}`` records.
+    """
+    keys = [Keys.IMAGE.value] + ([Keys.MASK.value] if mask else [])
+    return Compose(
+        [LoadMedicalImaged(keys)]
+        + preprocessing_transforms(
+            Keys.IMAGE.value,
+            spatial_size=tuple(spatial_size),
+            channels=1,
+            mask_keys=(Keys.MASK.value,) if mask else (),
+        )
+    )
+
+
+def load_model_input(
+    image: str | PathLike, spatial_size: Sequence[int], mask: str | PathLike | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One image (and its mask) as the network sees it.
+
+    Args:
+        image: an image file (DICOM, NIfTI, PNG, ...).
+        spatial_size: the network's input size.
+        mask: optional lesion mask file of the same image.
+
+    Returns:
+        ``(image (1, 1, *spatial_size), mask (*spatial_size) bool or None)``.
+
+    Raises:
+        ValueError: the file cannot be read or has the wrong number of axes (naming it).
+    """
+    record = {Keys.IMAGE.value: str(image)}
+    if mask is not None:
+        record[Keys.MASK.value] = str(mask)
+    out = model_input_transforms(spatial_size, mask=mask is not None)(record)
+    x = torch.as_tensor(out[Keys.IMAGE.value]).float().unsqueeze(0)
+    m = torch.as_tensor(out[Keys.MASK.value])[0] > 0 if mask is not None else None
+    return x, m
+
+
+def _record_id(record: dict, index: int) -> str:
+    if record.get(Keys.ID.value) is not None:
+        return str(record[Keys.ID.value])
+    image = record.get(Keys.IMAGE.value)
+    return Path(str(image)).name if isinstance(image, (str, PathLike)) else str(index)
+
+
+@torch.no_grad()
+def encode_records(
+    trained: TrainedModel,
+    records: Sequence[dict],
+    batch_size: int = 32,
+    progress: bool = True,
+    num_workers: int = 0,
+) -> LatentCodes:
+    """Encode records with a trained network (eval mode, no sampling).
+
+    Args:
+        trained: the model and its settings.
+        records: datalist records with ``image`` (and optionally ``id``, ``label``, ``attributes``).
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+        num_workers: data-loader workers.
+
+    Returns:
+        The :class:`LatentCodes`, rows in the order of ``records``.
+
+    Raises:
+        ValueError: ``records`` is empty or an image cannot be read (naming the file).
+    """
+    if not records:
+        raise ValueError("records: expected at least one record, got none")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    items = [{Keys.IMAGE.value: r[Keys.IMAGE.value], "index": i} for i, r in enumerate(records)]
+    transform = Compose(
+        [model_input_transforms(trained.spatial_size), SelectItemsd([Keys.IMAGE.value, "index"])]
+    )
+    loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=num_workers)
+    network = trained.network.eval()
+    device = trained.device
+    mus, logvars, logits = [], [], []
+    for batch in tqdm(loader, desc="encoding", disable=not progress, leave=False):
+        x = torch.as_tensor(batch[Keys.IMAGE.value]).float().to(device)
+        enc = network.encode(x)
+        mu = enc[Keys.MU.value]
+        mus.append(mu.cpu())
+        logvars.append(enc[Keys.LOGVAR.value].cpu())
+        logits.append(network.classify(mu).cpu())
+    labels = np.array(
+        [int(r[Keys.LABEL.value]) if r.get(Keys.LABEL.value) is not None else UNKNOWN_LABEL for r in records],
+        dtype=np.int64,
+    )
+    return LatentCodes(
+        ids=[_record_id(r, i) for i, r in enumerate(records)],
+        mu=torch.cat(mus).numpy().astype(np.float64),
+        logvar=torch.cat(logvars).numpy().astype(np.float64),
+        logits=torch.cat(logits).numpy().astype(np.float64),
+        labels=labels,
+        attributes=[dict(r.get(Keys.ATTRIBUTES.value) or {}) for r in records],
+        records=list(records),
+    )
+
+
+def encode_datalist(
+    trained: TrainedModel,
+    datalist: str | PathLike,
+    section: str = "test",
+    batch_size: int = 32,
+    progress: bool = True,
+) -> LatentCodes:
+    """:func:`encode_records` over one section of a datalist JSON.
+
+    Args:
+        trained: the model and its settings.
+        datalist: the datalist file.
+        section: its section (``training``, ``validation``, ``test``, ...).
+        batch_size: images per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        The :class:`LatentCodes` of the section.
+
+    Raises:
+        ValueError: an unusable datalist or section (naming it) or an unreadable image.
+    """
+    return encode_records(trained, load_datalist(datalist, section), batch_size=batch_size, progress=progress)

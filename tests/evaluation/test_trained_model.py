@@ -1,0 +1,112 @@
+"""Tests of evaluation/trained_model.py: run folders, checkpoints, MLflow references, bad refs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluation.trained_model import load_trained_model
+from networks.glassbox import GlassBoxNet
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_run_folder_and_checkpoint_load_the_saved_weights(untrained_run: Path) -> None:
+    saved = torch.load(untrained_run / "best.pt", weights_only=True)["model"]
+    for ref in (untrained_run, untrained_run / "best.pt"):
+        trained = load_trained_model(ref)
+        assert isinstance(trained.network, GlassBoxNet)
+        assert not trained.network.training
+        assert trained.spatial_size == (32, 32)
+        assert trained.network.latent_dim == 8
+        assert trained.checkpoint == untrained_run / "best.pt"
+        state = trained.network.state_dict()
+        assert all(torch.equal(state[k], saved[k]) for k in saved)
+
+
+def test_folder_prefers_best_over_last_and_reads_run_id(untrained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(untrained_run, run)
+    zeros = {
+        k: torch.zeros_like(v) for k, v in torch.load(run / "best.pt", weights_only=True)["model"].items()
+    }
+    torch.save({"model": zeros}, run / "last.pt")
+    (run / "mlflow_run_id.txt").write_text("0123456789abcdef0123456789abcdef\n")
+    trained = load_trained_model(run)
+    assert trained.checkpoint.name == "best.pt"
+    assert trained.run_id == "0123456789abcdef0123456789abcdef"
+    (run / "best.pt").unlink()
+    assert load_trained_model(run).checkpoint.name == "last.pt"
+
+
+@pytest.mark.parametrize(
+    ("setup", "match"),
+    [
+        ("missing", r"not an existing run folder or checkpoint"),
+        ("no_checkpoint", r"folder has no checkpoint \(looked for best.pt, last.pt\)"),
+        ("no_config", r"no config.json at"),
+        ("bad_config", r"not a readable JSON file"),
+        ("bad_checkpoint", r"not a readable checkpoint"),
+        ("wrong_shape", r"does not fit the network of its config.json"),
+    ],
+)
+def test_bad_references_name_the_problem(untrained_run: Path, tmp_path: Path, setup: str, match: str) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(untrained_run, run)
+    ref: Path = run
+    if setup == "missing":
+        ref = tmp_path / "nowhere"
+    elif setup == "no_checkpoint":
+        (run / "best.pt").unlink()
+    elif setup == "no_config":
+        (run / "config.json").unlink()
+    elif setup == "bad_config":
+        (run / "config.json").write_text("{not json")
+    elif setup == "bad_checkpoint":
+        (run / "best.pt").write_bytes(b"garbage")
+    elif setup == "wrong_shape":
+        config = json.loads((run / "config.json").read_text())
+        config["latent_dim"] = 4
+        (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=match):
+        load_trained_model(ref)
+
+
+def test_unknown_mlflow_run_is_a_clear_error(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    with pytest.raises(ValueError, match=r"could not load it from MLflow"):
+        load_trained_model("0123456789abcdef0123456789abcdef", tracking_uri=uri)
+
+
+@pytest.mark.integration
+def test_mlflow_run_reference_loads_the_logged_model(small_cohort: Path, tmp_path: Path, monkeypatch) -> None:
+    from pipelines.training import train
+    from pipelines.training_config import TrainConfig
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    out = tmp_path / "run"
+    train(
+        TrainConfig(
+            datalist=small_cohort,
+            out_dir=out,
+            epochs=1,
+            batch_size=8,
+            spatial_size=(32, 32),
+            tracking_uri=uri,
+        )
+    )
+    run_id = (out / "mlflow_run_id.txt").read_text().strip()
+    from_files = load_trained_model(out)
+    for ref in (run_id, f"runs:/{run_id}/model"):
+        trained = load_trained_model(ref, tracking_uri=uri)
+        assert trained.run_id == run_id
+        assert trained.spatial_size == (32, 32)
+        assert _same_weights(trained.network, from_files.network)
