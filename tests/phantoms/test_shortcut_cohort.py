@@ -1,0 +1,39 @@
+"""Tests of phantoms/shortcut_cohort.py: shortcut in training, shifted test section, null attribute."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from phantoms import SHIFTED_SECTION, generate_shortcut_cohort
+from pipelines.datalists import load_datalist
+
+
+def _agreement(records: list[dict]) -> float:
+    return float(np.mean([(r["attributes"]["marker"] == "present") == (r["label"] == 1) for r in records]))
+
+
+def test_shortcut_then_reversed_sections(tmp_path: Path) -> None:
+    summary = generate_shortcut_cohort(tmp_path, n=120, seed=1, size=32, n_shifted=100, progress=False)
+    datalist = summary["datalist"]
+    assert summary["counts"] == {"training": 84, "validation": 12, "test": 24, SHIFTED_SECTION: 100}
+    train = load_datalist(datalist, "training")  # every path resolves (load_datalist checks files)
+    shifted = load_datalist(datalist, SHIFTED_SECTION)
+    # agreement within 4 standard errors of the requested 0.9 / 0.1
+    assert abs(_agreement(train) - 0.9) < 4 * np.sqrt(0.09 / len(train))
+    assert abs(_agreement(shifted) - 0.1) < 4 * np.sqrt(0.09 / len(shifted))
+    ids = [
+        r["id"]
+        for s in ("training", "validation", "test", SHIFTED_SECTION)
+        for r in load_datalist(datalist, s)
+    ]
+    assert len(ids) == len(set(ids)) == 220
+    assert all(r["id"].startswith("shifted-") and "/shifted/" in r["image"] for r in shifted)
+    with (tmp_path / "factors.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(row["id"] for row in rows) == sorted(ids)
+    # the null attribute is balanced in both cohorts and independent of the label
+    groups = {r["attributes"]["random_group"] for r in train + shifted}
+    assert len(groups) >= 2
