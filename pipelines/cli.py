@@ -292,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="config overrides as --id value, ids #-separated as in MONAI (--train#epochs 1), values JSON",
     )
     run.set_defaults(func=_cmd_run)
+
+    from pipelines.analysis_cli import add_analysis_commands
+
+    add_analysis_commands(sub)
     return parser
 
 

@@ -1,0 +1,523 @@
+"""``medglass explain``: explanations of one image, or of a whole datalist section, as figures + HTML.
+
+One image (:func:`explain_image`): the prediction and each latent's contribution to it
+(weight × value), latent traversals of the most influential dimensions (±3σ of the aggregate
+posterior) with difference maps, a latent-shift counterfactual (original, reconstruction,
+counterfactual, difference map; how far the latent and the image had to move), and the
+attention, counterfactual, GradCAM and occlusion maps overlaid on the input (with the lesion
+mask contour and localisation scores when a mask is given).
+
+A dataset (:func:`explain_dataset`): the same maps on every correctly classified positive
+(up to ``max_images``) scored against the true lesion masks — pointing game, IoU of the top-5 %
+pixels, deletion/insertion AUC — in one table per method; the counterfactual flip rate and the
+median fraction of changed pixels; active units; MIG/DCI/SAP against the phantom's
+``factors.csv`` when there is one beside the datalist; a latent × attribute correlation heatmap.
+
+Both write PNG figures, ``report.html`` and ``metrics.json`` (flat name → number) to ``out``
+and log them to MLflow as a child run of the model's training run
+(:mod:`pipelines.analysis_tracking`).
+
+Example:
+    >>> explain_image("runs/demo/classify", "scan.dcm", "runs/explain")  # doctest: +SKIP
+    >>> explain_dataset("runs/demo/classify", "runs/demo/cohort/datalist.json", "runs/explain_all")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual
+from evaluation.explanation_figures import counterfactual_figure, overlay_figure, traversal_figure
+from evaluation.html_report import HtmlReport
+from evaluation.latent_codes import LatentCodes, encode_datalist, load_model_input
+from evaluation.latent_traversal import (
+    aggregate_posterior_std,
+    kl_per_dimension,
+    latent_traversal,
+    rank_dimensions,
+)
+from evaluation.map_scores import deletion_insertion_auc, pointing_game, topk_iou
+from evaluation.saliency_maps import compute_maps
+from evaluation.trained_model import TrainedModel, load_trained_model
+from pipelines.analysis_tracking import log_analysis
+from pipelines.datalists import load_datalist
+
+__all__ = ["ExplainSettings", "explain_image", "explain_dataset", "METHODS"]
+
+logger = logging.getLogger("medglass.explain")
+
+METHODS = ("attention", "counterfactual", "gradcam", "occlusion")
+ACTIVE_KL = 0.01  # nats: a latent whose KL to the prior is below this carries no information
+
+
+@dataclass
+class ExplainSettings:
+    """Knobs of the explanations (defaults suit 64×64 phantoms).
+
+    Args:
+        target_class: the class whose probability is explained.
+        threshold: decision threshold on that probability.
+        traversal_dims: how many latent dimensions to traverse (the most influential).
+        traversal_steps: images per traversal row.
+        traversal_span: traversal range in σ of the aggregate posterior.
+        cf_step_size: latent-shift step (in σ units along the gradient).
+        cf_max_steps: maximum latent-shift steps.
+        topk_fraction: fraction of the most salient pixels compared with the mask.
+        deletion_steps: steps of the deletion/insertion curves.
+        max_images: images explained in a dataset report (correctly classified positives).
+        scale_images: training images encoded to estimate σ of the aggregate posterior.
+    """
+
+    target_class: int = 1
+    threshold: float = 0.5
+    traversal_dims: int = 6
+    traversal_steps: int = 7
+    traversal_span: float = 3.0
+    cf_step_size: float = 0.1
+    cf_max_steps: int = 80
+    topk_fraction: float = 0.05
+    deletion_steps: int = 20
+    max_images: int = 100
+    scale_images: int = 256
+
+    def __post_init__(self) -> None:
+        for name in ("traversal_dims", "traversal_steps", "cf_max_steps", "deletion_steps", "max_images"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if not 0.0 < self.topk_fraction <= 1.0:
+            raise ValueError(f"topk_fraction must be in (0, 1], got {self.topk_fraction!r}")
+        if not self.traversal_span > 0 or not self.cf_step_size > 0:
+            raise ValueError(
+                f"traversal_span and cf_step_size must be > 0, got {self.traversal_span!r}, {self.cf_step_size!r}"
+            )
+
+
+def _latent_scale(
+    trained: TrainedModel, settings: ExplainSettings, progress: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, str]:
+    """σ of the aggregate posterior and KL per dimension, from the model's training images when readable."""
+    try:
+        records = load_datalist(trained.config.datalist, "training")[: settings.scale_images]
+        from evaluation.latent_codes import encode_records
+
+        codes = encode_records(trained, records, progress=progress)
+    except (ValueError, OSError) as err:
+        logger.warning("training images of the model unavailable (%s): σ = 1 (the prior) for traversals", err)
+        dim = trained.network.latent_dim
+        return torch.ones(dim), None, "the prior (training images unavailable)"
+    mu, logvar = torch.from_numpy(codes.mu).float(), torch.from_numpy(codes.logvar).float()
+    return (
+        aggregate_posterior_std(mu, logvar),
+        kl_per_dimension(mu, logvar),
+        f"{len(records)} training images",
+    )
+
+
+def _prob(trained: TrainedModel, x: torch.Tensor, target_class: int) -> float:
+    with torch.no_grad():
+        return float(torch.softmax(trained.network(x)["logits"], dim=1)[0, target_class])
+
+
+def _score_fn(trained: TrainedModel, target_class: int):
+    def score(batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.softmax(trained.network(batch)["logits"], dim=1)[:, target_class]
+
+    return score
+
+
+def _image_explanations(
+    trained: TrainedModel,
+    x: torch.Tensor,
+    settings: ExplainSettings,
+    sigma: torch.Tensor,
+    mask: torch.Tensor | None,
+) -> tuple[CounterfactualResult, dict[str, torch.Tensor], dict[str, float]]:
+    """Counterfactual, the four maps and their scores for one input."""
+    cf = latent_shift_counterfactual(
+        trained.network,
+        x,
+        target_class=settings.target_class,
+        threshold=settings.threshold,
+        step_size=settings.cf_step_size,
+        max_steps=settings.cf_max_steps,
+        sigma=sigma,
+    )
+    maps = compute_maps(
+        trained.network, x, target_class=settings.target_class, methods=METHODS, counterfactual=cf
+    )
+    scores: dict[str, float] = {}
+    score_fn = _score_fn(trained, settings.target_class)
+    for method, saliency in maps.items():
+        curves = deletion_insertion_auc(score_fn, x, saliency, steps=settings.deletion_steps)
+        scores[f"{method}/deletion_auc"] = float(curves["deletion_auc"])
+        scores[f"{method}/insertion_auc"] = float(curves["insertion_auc"])
+        if mask is not None and bool(mask.any()):
+            scores[f"{method}/pointing_game"] = float(pointing_game(saliency, mask))
+            scores[f"{method}/topk_iou"] = float(topk_iou(saliency, mask, fraction=settings.topk_fraction))
+    return cf, maps, scores
+
+
+def _write_metrics(out: Path, metrics: dict[str, float]) -> Path:
+    path = out / "metrics.json"
+    clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in sorted(metrics.items())}
+    path.write_text(json.dumps(clean, indent=1))
+    return path
+
+
+def _finish(
+    kind: str, trained: TrainedModel, out: Path, metrics: dict[str, float], track: bool, params: dict
+) -> str | None:
+    if not track:
+        return None
+    finite = {k: v for k, v in metrics.items() if math.isfinite(v)}
+    return log_analysis(
+        kind, out, finite, parent_run_id=trained.run_id, tracking_uri=trained.tracking_uri, params=params
+    )
+
+
+def explain_image(
+    model: str | PathLike,
+    image: str | PathLike,
+    out: str | PathLike,
+    mask: str | PathLike | None = None,
+    settings: ExplainSettings | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Explain one image: prediction, latent contributions, traversals, counterfactual, maps.
+
+    Args:
+        model: run folder, checkpoint or MLflow reference (see :func:`~evaluation.trained_model.load_trained_model`).
+        image: the image file (DICOM, NIfTI, PNG, ...).
+        out: output folder (created).
+        mask: optional lesion mask of the image: adds pointing game and top-k IoU per map.
+        settings: explanation knobs.
+        track: log the report to MLflow.
+        progress: show progress bars.
+
+    Returns:
+        ``{"metrics": ..., "report": path, "figures": [paths], "run_id": MLflow run or None}``.
+
+    Raises:
+        ValueError: the model, the image or the mask cannot be used (naming it).
+    """
+    settings = settings or ExplainSettings()
+    trained = load_trained_model(model)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x, m = load_model_input(image, trained.spatial_size, mask=mask)
+    sigma, kl, sigma_source = _latent_scale(trained, settings, progress)
+    with torch.no_grad():
+        outputs = trained.network(x)
+    mu = outputs["mu"][0]
+    prob = float(torch.softmax(outputs["logits"], dim=1)[0, settings.target_class])
+    ranking = rank_dimensions(trained.network, mu, kl, target_class=settings.target_class)
+    dims = [r["dim"] for r in ranking[: settings.traversal_dims]]
+    traversal = latent_traversal(
+        trained.network,
+        mu,
+        sigma,
+        dims=dims,
+        steps=settings.traversal_steps,
+        span=settings.traversal_span,
+        target_class=settings.target_class,
+    )
+    cf, maps, scores = _image_explanations(trained, x, settings, sigma, m)
+    figures = [
+        traversal_figure(traversal, out_dir / "traversal.png", ranking=ranking),
+        counterfactual_figure(x[0], cf, out_dir / "counterfactual.png"),
+        overlay_figure(x[0], maps, out_dir / "maps.png", mask=m),
+    ]
+    metrics: dict[str, float] = {
+        "prob": prob,
+        "predicted": float(prob >= settings.threshold),
+        "cf_flipped": float(cf.flipped),
+        "cf_steps": float(cf.steps),
+        "cf_latent_distance": float(cf.latent_distance),
+        "cf_latent_distance_sigma": float(cf.latent_distance_sigma),
+        "cf_changed_fraction": float(cf.changed_fraction),
+        "cf_final_prob": float(cf.probs[-1]),
+    }
+    metrics.update({f"{k.replace('/', '_')}": v for k, v in scores.items()})
+    for r in ranking:
+        metrics[f"contribution_z{r['dim']}"] = float(r["contribution"])
+
+    report = HtmlReport(f"Explanation of {Path(image).name}")
+    decision = "positive" if prob >= settings.threshold else "negative"
+    report.paragraph(
+        f"The model ({trained.source}) predicts class {settings.target_class} with probability {prob:.3f} "
+        f"(decision: {decision} at threshold {settings.threshold})."
+    )
+    top = ", ".join(f"z{r['dim']} ({r['contribution']:+.2f})" for r in ranking[:3])
+    report.paragraph(f"The latent variables that push the decision most (contribution to the logit): {top}.")
+    moved = "flips" if cf.flipped else "does not flip"
+    report.paragraph(
+        f"Moving the latent along the classifier's gradient {moved} the decision after {cf.steps} steps "
+        f"(latent moved {cf.latent_distance_sigma:.2f} σ; {100 * cf.changed_fraction:.1f} % of the pixels changed); "
+        f"the difference map shows where the image had to change."
+    )
+    report.heading("Latent contributions")
+    report.table(
+        [
+            {
+                "latent": f"z{r['dim']}",
+                "contribution": r["contribution"],
+                "KL (nats)": r.get("kl", float("nan")),
+                "active": r.get("active", ""),
+            }
+            for r in ranking
+        ],
+        caption=f"weight × value of each latent for the class-{settings.target_class} logit; σ from {sigma_source}",
+    )
+    report.heading("Latent traversals")
+    report.figure(
+        figures[0],
+        "Each row sweeps one latent over ±3σ; the rows below show the change from the reconstruction.",
+        root=out_dir,
+    )
+    report.heading("Counterfactual")
+    report.figure(
+        figures[1],
+        "Original, reconstruction, counterfactual and difference map (latent shift).",
+        root=out_dir,
+    )
+    report.heading("Saliency maps")
+    report.figure(
+        figures[2],
+        "Attention, counterfactual difference, GradCAM and occlusion overlaid on the input.",
+        root=out_dir,
+    )
+    if scores:
+        rows = []
+        for method in METHODS:
+            row: dict[str, Any] = {"method": method}
+            for key in ("pointing_game", "topk_iou", "deletion_auc", "insertion_auc"):
+                if f"{method}/{key}" in scores:
+                    row[key] = scores[f"{method}/{key}"]
+            rows.append(row)
+        report.table(
+            rows,
+            caption="Localisation (with a mask) and faithfulness: lower deletion AUC and higher insertion AUC are better.",
+        )
+    report.paragraph("Research use only, not for diagnosis.", css_class="note")
+    report_path = report.write(out_dir / "report.html")
+    _write_metrics(out_dir, metrics)
+    run_id = _finish(
+        "explain", trained, out_dir, metrics, track, {"model": trained.source, "image": str(image)}
+    )
+    return {"metrics": metrics, "report": report_path, "figures": figures, "run_id": run_id}
+
+
+def _method_table(per_image: list[dict[str, float]]) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    rows, metrics = [], {}
+    for method in METHODS:
+        row: dict[str, Any] = {"method": method}
+        for key in ("pointing_game", "topk_iou", "deletion_auc", "insertion_auc"):
+            values = [s[f"{method}/{key}"] for s in per_image if f"{method}/{key}" in s]
+            if values:
+                row[key] = float(np.mean(values))
+                metrics[f"{method}_{key}"] = row[key]
+        row["images"] = len(per_image)
+        rows.append(row)
+    return rows, metrics
+
+
+def _disentanglement(
+    codes: LatentCodes, datalist: Path, out_dir: Path, report: HtmlReport
+) -> dict[str, float]:
+    from evaluation.disentanglement import disentanglement_scores, factor_table
+    from evaluation.latent_attributes import (
+        attribute_matrix,
+        correlation_heatmap,
+        latent_attribute_correlation,
+    )
+
+    metrics: dict[str, float] = {}
+    factors_csv = datalist.parent / "factors.csv"
+    report.heading("Disentanglement")
+    if factors_csv.is_file():
+        factors, names, continuous = factor_table(factors_csv, codes.ids)
+        scores = disentanglement_scores(codes.mu, factors, names, continuous)
+        metrics.update(
+            {
+                f"disentanglement/{k}" if "/" not in k else f"disentanglement/{k}": float(v)
+                for k, v in scores.items()
+            }
+        )
+        report.table(
+            [
+                {"score": k, "value": float(scores[k])}
+                for k in ("mig", "sap", "dci_disentanglement", "dci_completeness", "dci_informativeness")
+                if k in scores
+            ],
+            caption=f"Against the generative factors of {factors_csv.name}: {', '.join(names)} (1 = perfectly disentangled).",
+        )
+    else:
+        report.paragraph(
+            f"No factors.csv beside {datalist.name}: MIG/DCI/SAP need known generative factors.",
+            css_class="note",
+        )
+    attrs, _ = attribute_matrix(codes.records)
+    if attrs:
+        matrix, names = latent_attribute_correlation(codes.mu, attrs)
+        heatmap = correlation_heatmap(
+            matrix,
+            names,
+            out_dir / "latent_attribute_correlation.png",
+            title="latent × attribute association",
+        )
+        report.figure(
+            heatmap,
+            "Association of each latent with each attribute (|r| or η); strong cells show which latents encode an attribute.",
+            root=out_dir,
+        )
+        for i, name in enumerate(names):
+            metrics[f"max_latent_association/{name}"] = float(np.nanmax(np.abs(matrix[i])))
+    return metrics
+
+
+def explain_dataset(
+    model: str | PathLike,
+    datalist: str | PathLike,
+    out: str | PathLike,
+    section: str = "test",
+    settings: ExplainSettings | None = None,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Explain a datalist section: method comparison on true positives, counterfactual flips, disentanglement.
+
+    Args:
+        model: run folder, checkpoint or MLflow reference.
+        datalist: the datalist JSON (records with ``label``, ``mask`` for localisation scores,
+            ``attributes``; a ``factors.csv`` beside it adds MIG/DCI/SAP).
+        out: output folder (created).
+        section: the datalist section.
+        settings: explanation knobs (``max_images`` bounds the per-image work).
+        track: log the report to MLflow.
+        progress: show progress bars.
+
+    Returns:
+        ``{"metrics": ..., "report": path, "run_id": MLflow run or None}``.
+
+    Raises:
+        ValueError: the model or the datalist cannot be used (naming it).
+    """
+    settings = settings or ExplainSettings()
+    trained = load_trained_model(model)
+    datalist = Path(datalist)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    codes = encode_datalist(trained, datalist, section, progress=progress)
+    mu_t, logvar_t = torch.from_numpy(codes.mu).float(), torch.from_numpy(codes.logvar).float()
+    sigma = aggregate_posterior_std(mu_t, logvar_t)
+    kl = kl_per_dimension(mu_t, logvar_t)
+    scores = codes.scores
+    predicted = scores >= settings.threshold
+    positives = np.flatnonzero(codes.labels == settings.target_class)
+    true_pos = [i for i in positives if predicted[i]][: settings.max_images]
+    metrics: dict[str, float] = {
+        "images": float(len(codes)),
+        "positives": float(len(positives)),
+        "true_positives_explained": float(len(true_pos)),
+        "active_units": float((kl > ACTIVE_KL).sum()),
+    }
+    labelled = codes.labels >= 0
+    if labelled.any():
+        metrics["accuracy"] = float(
+            (predicted[labelled] == (codes.labels[labelled] == settings.target_class)).mean()
+        )
+
+    per_image, flips, changed, distances = [], [], [], []
+    examples: list[tuple[int, torch.Tensor, CounterfactualResult, dict, torch.Tensor | None]] = []
+    for i in tqdm(true_pos, desc="explaining", disable=not progress, leave=False):
+        record = codes.records[i]
+        x, m = load_model_input(record["image"], trained.spatial_size, mask=record.get("mask"))
+        cf, maps, image_scores = _image_explanations(trained, x, settings, sigma, m)
+        per_image.append(image_scores)
+        flips.append(cf.flipped)
+        changed.append(cf.changed_fraction)
+        distances.append(cf.latent_distance_sigma)
+        if len(examples) < 3:
+            examples.append((i, x, cf, maps, m))
+    rows, table_metrics = _method_table(per_image)
+    metrics.update(table_metrics)
+    if flips:
+        metrics["cf_flip_rate"] = float(np.mean(flips))
+        metrics["cf_median_changed_fraction"] = float(np.median(changed))
+        metrics["cf_median_latent_distance_sigma"] = float(np.median(distances))
+
+    report = HtmlReport(f"Explanations over {datalist.name} [{section}]")
+    summary = [
+        f"{len(codes)} images, {len(positives)} positives; {len(true_pos)} correctly classified positives explained.",
+        f"{int(metrics['active_units'])} of {trained.network.latent_dim} latent variables are active (KL > {ACTIVE_KL} nats).",
+    ]
+    if flips:
+        summary.append(
+            f"Counterfactuals flip the decision for {100 * metrics['cf_flip_rate']:.0f} % of them; the median counterfactual changes "
+            f"{100 * metrics['cf_median_changed_fraction']:.1f} % of the pixels and moves the latent {metrics['cf_median_latent_distance_sigma']:.2f} σ."
+        )
+    best = max((r for r in rows if "pointing_game" in r), key=lambda r: r["topk_iou"], default=None)
+    if best is not None:
+        summary.append(
+            f"Best localisation of the lesion: {best['method']} (pointing game {best['pointing_game']:.2f}, IoU of the top "
+            f"{100 * settings.topk_fraction:.0f} % pixels {best['topk_iou']:.2f})."
+        )
+    report.bullets(summary)
+    report.heading("Saliency methods compared")
+    report.table(
+        rows,
+        columns=["method", "pointing_game", "topk_iou", "deletion_auc", "insertion_auc", "images"],
+        caption="Means over correctly classified positives. Pointing game: the most salient pixel lies in the lesion. "
+        "Deletion AUC: lower is more faithful; insertion AUC: higher is more faithful.",
+    )
+    for n, (i, x, cf, maps, m) in enumerate(examples):
+        fig = overlay_figure(x[0], maps, out_dir / f"maps_{n}.png", mask=m)
+        report.figure(fig, f"{codes.ids[i]}: maps with the true lesion contour.", root=out_dir)
+        if n == 0:
+            cf_fig = counterfactual_figure(x[0], cf, out_dir / "counterfactual_0.png")
+            report.figure(cf_fig, f"{codes.ids[i]}: counterfactual and difference map.", root=out_dir)
+            ranking = rank_dimensions(
+                trained.network, torch.from_numpy(codes.mu[i]).float(), kl, target_class=settings.target_class
+            )
+            dims = [r["dim"] for r in ranking[: settings.traversal_dims]]
+            traversal = latent_traversal(
+                trained.network,
+                torch.from_numpy(codes.mu[i]).float(),
+                sigma,
+                dims=dims,
+                steps=settings.traversal_steps,
+                span=settings.traversal_span,
+                target_class=settings.target_class,
+            )
+            tr_fig = traversal_figure(traversal, out_dir / "traversal_0.png", ranking=ranking)
+            report.figure(
+                tr_fig, f"{codes.ids[i]}: traversals of the most influential latents.", root=out_dir
+            )
+    metrics.update(_disentanglement(codes, datalist, out_dir, report))
+    report.paragraph("Research use only, not for diagnosis.", css_class="note")
+    report_path = report.write(out_dir / "report.html")
+    _write_metrics(out_dir, metrics)
+    run_id = _finish(
+        "explain",
+        trained,
+        out_dir,
+        metrics,
+        track,
+        {"model": trained.source, "datalist": str(datalist), "section": section},
+    )
+    return {"metrics": metrics, "report": report_path, "run_id": run_id}

@@ -1,0 +1,135 @@
+"""Latent-shift counterfactuals flip the decision of a glass-box network along a straight, monotone path."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual, target_log_odds
+from networks import GlassBoxNet
+
+
+@pytest.fixture
+def net() -> GlassBoxNet:
+    torch.manual_seed(0)
+    return GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32), latent_dim=8)
+
+
+@pytest.fixture
+def image() -> torch.Tensor:
+    torch.manual_seed(1)
+    return torch.rand(1, 1, 32, 32)
+
+
+def test_target_log_odds_by_hand():
+    assert target_log_odds(torch.tensor([[0.0, 2.0]]), 1).tolist() == pytest.approx([2.0])
+    three = target_log_odds(torch.tensor([[1.0, 2.0, 3.0]]), 0)
+    assert three.tolist() == pytest.approx([1.0 - math.log(math.exp(2.0) + math.exp(3.0))], rel=1e-6)
+
+
+@pytest.mark.parametrize("target_class", [0, 1])
+def test_untrained_linear_head_flips_along_a_straight_monotone_path(net, image, target_class):
+    result = latent_shift_counterfactual(net, image, target_class=target_class, step_size=0.05, max_steps=500)
+    assert isinstance(result, CounterfactualResult)
+    probs = result.probs.tolist()
+    started_positive = probs[0] >= 0.5
+    assert result.flipped and (probs[-1] >= 0.5) != started_positive
+    assert all((p >= 0.5) == started_positive for p in probs[:-1]), "the walk stops at the first crossing"
+    steps = result.probs.diff()
+    assert bool((steps < 0).all() if started_positive else (steps > 0).all()), (
+        "monotone towards the threshold"
+    )
+    assert result.steps == len(probs) - 1 >= 1
+    assert result.latents.shape == (result.steps + 1, 8)
+    assert result.images.shape == (result.steps + 1, 1, 32, 32)
+    # a linear head has one gradient direction, so the walk is a straight line of equal steps
+    assert result.latent_distance == pytest.approx(0.05 * result.steps, rel=1e-4)
+    assert result.latent_distance_sigma == pytest.approx(result.latent_distance, rel=1e-6)
+    net.eval()
+    with torch.no_grad():
+        out = net(image)
+    assert torch.allclose(result.latents[0], out["mu"][0])
+    assert torch.allclose(result.images[0], out["recon"][0], atol=1e-5)
+    assert result.probs[0].item() == pytest.approx(
+        torch.softmax(out["logits"], 1)[0, target_class].item(), abs=1e-6
+    )
+    assert torch.allclose(result.diff_map, result.images[-1] - result.images[0])
+    assert 0.0 <= result.reencoded_prob <= 1.0
+
+
+def test_sigma_sets_the_step_unit(net, image):
+    sigma = torch.linspace(0.5, 2.0, 8)
+    result = latent_shift_counterfactual(net, image, sigma=sigma, step_size=0.05, max_steps=500)
+    assert result.flipped
+    assert result.latent_distance_sigma == pytest.approx(0.05 * result.steps, rel=1e-4)
+    shift = result.latents[-1] - result.latents[0]
+    assert result.latent_distance == pytest.approx(shift.norm().item(), rel=1e-5)
+    assert result.latent_distance != pytest.approx(result.latent_distance_sigma, rel=1e-3)
+
+
+def test_min_drop_stops_once_the_probability_has_moved_enough(net, image):
+    result = latent_shift_counterfactual(net, image, step_size=0.02, max_steps=500, min_drop=0.05)
+    moved = [abs(p - result.probs[0].item()) for p in result.probs.tolist()]
+    assert moved[-1] >= 0.05 and max(moved[:-1]) < 0.05
+
+
+def test_stops_after_max_steps_without_flipping(net, image):
+    result = latent_shift_counterfactual(net, image, step_size=1e-4, max_steps=2)
+    assert result.steps == 2 and not result.flipped and result.images.shape[0] == 3
+
+
+def test_a_head_that_ignores_the_latent_gives_no_walk(net, image):
+    with torch.no_grad():
+        net.head.weight.zero_()
+    result = latent_shift_counterfactual(net, image)
+    assert result.steps == 0 and not result.flipped
+    assert result.latent_distance == 0.0 and result.changed_fraction == 0.0
+
+
+def test_mlp_head_flips_too():
+    torch.manual_seed(2)
+    mlp = GlassBoxNet(
+        spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32), latent_dim=8, head="mlp"
+    )
+    result = latent_shift_counterfactual(mlp, torch.rand(1, 1, 32, 32), step_size=0.2, max_steps=500)
+    assert result.flipped
+
+
+def test_changed_fraction_bounds(net, image):
+    everything = latent_shift_counterfactual(net, image, change_tol=0.0)
+    assert everything.changed_fraction > 0.9  # a latent move changes (almost) every decoded pixel
+    nothing = latent_shift_counterfactual(net, image, change_tol=1e6)
+    assert nothing.changed_fraction == 0.0
+
+
+def test_model_mode_and_statistics_are_left_alone(net, image):
+    net.train()
+    stats = [m.running_mean.clone() for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    latent_shift_counterfactual(net, image, max_steps=3)
+    assert net.training
+    after = [m.running_mean for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert all(torch.equal(a, b) for a, b in zip(stats, after, strict=True))
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_errors(net, image):
+    with pytest.raises(ValueError, match=r"image must have shape \(1, C, \*spatial\), got \(2, 1, 32, 32\)"):
+        latent_shift_counterfactual(net, torch.rand(2, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\), got 1.5"):
+        latent_shift_counterfactual(net, image, threshold=1.5)
+    with pytest.raises(ValueError, match="step_size must be > 0"):
+        latent_shift_counterfactual(net, image, step_size=0.0)
+    with pytest.raises(ValueError, match="max_steps must be an int >= 1"):
+        latent_shift_counterfactual(net, image, max_steps=0)
+    with pytest.raises(ValueError, match=r"min_drop must be None or in \(0, 1\]"):
+        latent_shift_counterfactual(net, image, min_drop=0.0)
+    with pytest.raises(ValueError, match=r"sigma must be finite and > 0"):
+        latent_shift_counterfactual(net, image, sigma=-torch.ones(8))
+    with pytest.raises(ValueError, match=r"sigma must have shape \(8,\)"):
+        latent_shift_counterfactual(net, image, sigma=torch.ones(3))
+    with pytest.raises(ValueError, match=r"target_class must be in \[0, 1\], got 5"):
+        latent_shift_counterfactual(net, image, target_class=5)
+    with pytest.raises(TypeError, match="image must be a torch.Tensor"):
+        latent_shift_counterfactual(net, image.numpy())
