@@ -81,6 +81,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
     )
     for sentence in result["summary"]:
         print(f"  {sentence}")
+    for note in result["skipped"]:
+        print(f"  not audited: {note}")
     flagged = [a for a, f in result["flags"].items() if f]
     print(f"audit: flagged {', '.join(flagged) if flagged else 'nothing'}")
     _print_result("audit", result, [])
@@ -88,7 +90,7 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_mitigate(args: argparse.Namespace) -> int:
-    from pipelines.bias_audit import mitigate
+    from pipelines.bias_mitigation import mitigate
 
     result = mitigate(
         args.model,

@@ -1,0 +1,283 @@
+"""``medglass mitigate``: erase an attribute from the latent space (LEACE) without retraining.
+
+A LEACE eraser (:mod:`evaluation.concept_erasure`) is fitted on the latent means of a
+calibration section with the attribute's labels and saved as a small file (``eraser.pt``); at
+inference it sits between the encoder and the classifier head (``ErasedClassifier``, or the
+classification bundle's ``inference`` config with ``--eraser``). No weight of the trained network
+changes: the network's ``state_dict`` hash and the checkpoint file's hash are compared before and
+after, and the run fails loudly if they differ.
+
+For every evaluation section (``test`` and, when present, the shifted-shortcut section
+``test_shifted``) the report compares the model before and after erasure — AUC, accuracy,
+worst-group accuracy over (label × attribute) cells, the subgroup gaps, and the probe AUC of the
+attribute from the (erased) latent — with Deep Feature Reweighting (Kirichenko et al. 2022: the
+last layer retrained on group-balanced calibration latents, here the erased ones) as the stronger
+reference that *does* retrain something.
+
+Example:
+    >>> result = mitigate("runs/model", "marker", "cohort/datalist.json", "runs/mitigate")  # doctest: +SKIP
+    >>> result["eraser"]  # doctest: +SKIP
+    PosixPath('runs/mitigate/eraser.pt')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+from evaluation.bias_figures import before_after_figure
+from evaluation.concept_erasure import dfr_head, dfr_scores, fit_eraser, state_dict_sha256
+from evaluation.html_report import HtmlReport
+from evaluation.latent_codes import LatentCodes, encode_datalist
+from evaluation.latent_leakage import probe_auc
+from evaluation.subgroup_audit import encode_attribute, subgroup_metrics
+from evaluation.trained_model import load_trained_model
+from phantoms.shortcut_cohort import SHIFTED_SECTION
+from pipelines.analysis_tracking import log_analysis
+from pipelines.bias_audit import erased_scores, write_metrics
+
+__all__ = ["mitigate", "file_sha256", "VARIANTS"]
+
+logger = logging.getLogger("medglass.mitigate")
+
+VARIANTS = ("before", "erased", "dfr")
+"""The model as trained, with the attribute erased from its latent, and DFR on the erased latent."""
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sections(datalist: Path, requested: list[str] | None) -> list[str]:
+    data = json.loads(datalist.read_text()) if datalist.is_file() else {}
+    if requested:
+        return list(requested)
+    return [s for s in ("test", SHIFTED_SECTION) if isinstance(data.get(s), list) and data[s]]
+
+
+def _variant_metrics(
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, attribute: str
+) -> dict[str, float]:
+    known = encode_attribute(groups).valid
+    y, s, g = labels[known], scores[known], groups[known]
+    cells = np.array([f"label {int(a)}, {attribute} {b}" for a, b in zip(y, g, strict=True)], dtype=object)
+    by_cell = subgroup_metrics(y, s, cells, attribute="cell")
+    by_attr = subgroup_metrics(y, s, g, attribute=attribute)
+    return {
+        "auc": float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan"),
+        "accuracy": float(np.mean((s >= 0.5) == y)),
+        "worst_group_accuracy": by_cell.gaps["worst_group_accuracy"],
+        "worst_group": by_cell.worst_group,
+        "equalized_odds_difference": by_attr.gaps["equalized_odds_difference"],
+        "tpr_gap": by_attr.gaps["tpr_gap"],
+    }
+
+
+def _attach_to_registered_model(trained: Any, eraser_path: Path, attribute: str) -> str | None:
+    """Log the eraser into the model's training run and tag its registered versions; guarded."""
+    if trained.run_id is None:
+        return None
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(tracking_uri=trained.tracking_uri)
+        client.log_artifact(trained.run_id, str(eraser_path), artifact_path=f"erasers/{attribute}")
+        uri = f"runs:/{trained.run_id}/erasers/{attribute}/{eraser_path.name}"
+        for version in client.search_model_versions(f"run_id='{trained.run_id}'"):
+            client.set_model_version_tag(version.name, version.version, f"medglass.eraser.{attribute}", uri)
+        return uri
+    except Exception as err:  # noqa: BLE001 - the eraser file is already written
+        logger.warning(
+            "could not attach the eraser to the model's MLflow run: %s", " ".join(str(err).split())[:300]
+        )
+        return None
+
+
+def mitigate(
+    model: str | PathLike,
+    attribute: str,
+    datalist: str | PathLike,
+    out: str | PathLike,
+    calibration_section: str = "validation",
+    sections: list[str] | None = None,
+    seed: int = 0,
+    track: bool = True,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit and save a LEACE eraser of ``attribute``; report before/after/DFR on evaluation sections.
+
+    Args:
+        model: run folder, checkpoint or MLflow reference.
+        attribute: the attribute to erase (a key of the records' ``attributes``).
+        datalist: datalist JSON with ``label`` and ``attributes`` per record.
+        out: output folder (created): ``eraser.pt``, ``report.html``, ``metrics.json``, figures.
+        calibration_section: the section the eraser and the DFR head are fitted on.
+        sections: sections evaluated (default: ``test`` and ``test_shifted`` when present).
+        seed: seed of the probes and DFR.
+        track: log to MLflow (and attach the eraser to the model's run and registered versions).
+        progress: show progress bars.
+
+    Returns:
+        ``{"metrics", "summary": [sentences], "eraser": path, "report": path, "run_id"}``.
+
+    Raises:
+        ValueError: unusable model/datalist/section, an attribute absent from the records or with
+            fewer than two groups in the calibration section.
+        RuntimeError: the network's weights changed (never expected; the check guards the promise).
+    """
+    trained = load_trained_model(model)
+    datalist = Path(datalist)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_before = state_dict_sha256(trained.network)
+    checkpoint_before = file_sha256(trained.checkpoint) if trained.checkpoint is not None else None
+    calib = encode_datalist(trained, datalist, calibration_section, progress=progress)
+    if not any(attribute in a for a in calib.attributes):
+        present = sorted({k for a in calib.attributes for k in a})
+        raise ValueError(
+            f"attribute {attribute!r} is not in the {calibration_section!r} records (present: {present})"
+        )
+    calib_groups = np.asarray(calib.attribute(attribute), dtype=object)
+    eraser = fit_eraser(calib.mu, calib_groups, attribute=attribute)
+    eraser_path = eraser.save(out_dir / "eraser.pt")
+    with torch.no_grad():
+        calib_erased = eraser(torch.from_numpy(calib.mu).double()).numpy()
+    labelled = calib.labels >= 0
+    dfr = dfr_head(calib_erased[labelled], calib.labels[labelled], groups=calib_groups[labelled], seed=seed)
+
+    metrics: dict[str, float] = {"calibration_images": float(len(calib))}
+    tables: dict[str, dict[str, dict[str, Any]]] = {}
+    for section in _sections(datalist, sections):
+        codes: LatentCodes = encode_datalist(trained, datalist, section, progress=progress)
+        keep = codes.labels >= 0
+        groups = np.asarray(codes.attribute(attribute), dtype=object)[keep]
+        labels = codes.labels[keep]
+        mu = codes.mu[keep]
+        erased_probs, _ = erased_scores(trained, eraser, mu)
+        with torch.no_grad():
+            mu_erased = eraser(torch.from_numpy(mu).double()).numpy()
+        scores = {"before": codes.scores[keep], "erased": erased_probs, "dfr": dfr_scores(dfr, mu_erased)}
+        rows = {name: _variant_metrics(labels, s, groups, attribute) for name, s in scores.items()}
+        rows["before"]["probe_auc"] = probe_auc(mu, groups, seed=seed).auc
+        rows["erased"]["probe_auc"] = probe_auc(mu_erased, groups, seed=seed).auc
+        rows["dfr"]["probe_auc"] = rows["erased"]["probe_auc"]
+        tables[section] = rows
+        for name, row in rows.items():
+            for key, value in row.items():
+                if isinstance(value, float):
+                    metrics[f"{section}/{name}/{key}"] = value
+
+    weights_after = state_dict_sha256(trained.network)
+    checkpoint_after = file_sha256(trained.checkpoint) if trained.checkpoint is not None else None
+    if weights_after != weights_before or checkpoint_after != checkpoint_before:
+        raise RuntimeError(f"model {trained.source}: weights changed during mitigation (this is a bug)")
+    metrics["weights_unchanged"] = 1.0
+
+    summary = _summary(attribute, tables)
+    report_path = _write_report(
+        out_dir, trained.source, attribute, calibration_section, tables, summary, weights_before, eraser_path
+    )
+    write_metrics(out_dir, metrics)
+    run_id = None
+    if track:
+        finite = {k.replace("/", "_"): v for k, v in metrics.items() if math.isfinite(v)}
+        run_id = log_analysis(
+            "mitigate",
+            out_dir,
+            finite,
+            parent_run_id=trained.run_id,
+            tracking_uri=trained.tracking_uri,
+            params={
+                "model": trained.source,
+                "attribute": attribute,
+                "datalist": str(datalist),
+                "calibration_section": calibration_section,
+            },
+        )
+        _attach_to_registered_model(trained, eraser_path, attribute)
+    return {
+        "metrics": metrics,
+        "summary": summary,
+        "eraser": eraser_path,
+        "report": report_path,
+        "run_id": run_id,
+    }
+
+
+def _summary(attribute: str, tables: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    lines = []
+    for section, rows in tables.items():
+        b, e, d = rows["before"], rows["erased"], rows["dfr"]
+        lines.append(
+            f"{section}: erasing {attribute} moves the {attribute} probe AUC {b['probe_auc']:.2f} → {e['probe_auc']:.2f}, "
+            f"AUC {b['auc']:.3f} → {e['auc']:.3f} ({e['auc'] - b['auc']:+.3f}), worst-group accuracy "
+            f"{b['worst_group_accuracy']:.2f} → {e['worst_group_accuracy']:.2f} "
+            f"({100 * (e['worst_group_accuracy'] - b['worst_group_accuracy']):+.0f} points); "
+            f"DFR (retrained last layer): AUC {d['auc']:.3f}, worst-group accuracy {d['worst_group_accuracy']:.2f}."
+        )
+    lines.append(
+        "No weight of the trained network changed (state_dict and checkpoint hashes identical before and after)."
+    )
+    return lines
+
+
+def _write_report(
+    out_dir: Path,
+    source: str,
+    attribute: str,
+    calibration_section: str,
+    tables: dict[str, dict[str, dict[str, Any]]],
+    summary: list[str],
+    weights_hash: str,
+    eraser_path: Path,
+) -> Path:
+    report = HtmlReport(f"Erasing {attribute} from {Path(source).name}")
+    report.paragraph(
+        f"A linear eraser (LEACE) removes every linear trace of {attribute} from the latent space; it was fitted on "
+        f"the {calibration_section!r} images and is saved as {eraser_path.name} ({eraser_path.stat().st_size} bytes). "
+        "The trained network is not changed: the eraser sits between its encoder and its classifier."
+    )
+    report.bullets(summary)
+    columns = [
+        "variant",
+        "auc",
+        "accuracy",
+        "worst_group_accuracy",
+        "worst_group",
+        "equalized_odds_difference",
+        "tpr_gap",
+        "probe_auc",
+    ]
+    for section, rows in tables.items():
+        report.heading(section)
+        report.table(
+            [{"variant": name, **row} for name, row in rows.items()],
+            columns=columns,
+            caption="before: the model as trained; erased: LEACE between encoder and head; dfr: last layer retrained "
+            "on group-balanced erased latents (reference). Worst group: the worst (label, attribute) cell.",
+        )
+        keys = ("auc", "worst_group_accuracy", "probe_auc")
+        fig = before_after_figure(
+            {k: rows["before"][k] for k in keys},
+            {k: rows["erased"][k] for k in keys},
+            out_dir / f"before_after_{section}.png",
+            labels=("before", f"{attribute} erased"),
+        )
+        report.figure(fig, f"{section}: before and after erasing {attribute}.", root=out_dir)
+    report.paragraph(f"Network state_dict sha256: {weights_hash}", css_class="note")
+    report.paragraph("Research use only, not for diagnosis.", css_class="note")
+    return report.write(out_dir / "report.html")
