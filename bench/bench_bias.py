@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="main cohort size (70/10/20 split)")
     parser.add_argument("--n-shifted", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--permutations", type=int, default=200)
+    parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--out", default="runs/bench_bias")
     parser.add_argument(
         "--controls", action=argparse.BooleanOptionalAction, default=True, help="also train on agreement 0.5"

@@ -147,7 +147,7 @@ def add_analysis_commands(sub: Any) -> None:
     audit.add_argument(
         "--alpha", type=float, default=0.01, help="significance after Holm correction (default 0.01)"
     )
-    audit.add_argument("--permutations", type=int, default=200, help="permutations per test (default 200)")
+    audit.add_argument("--permutations", type=int, default=1000, help="permutations per test (default 1000)")
     audit.set_defaults(func=_cmd_audit)
 
     mitigate = sub.add_parser(

@@ -190,7 +190,7 @@ def audit(
     attributes: list[str] | None = None,
     gap_threshold: float = 0.05,
     alpha: float = 0.01,
-    n_permutations: int = 200,
+    n_permutations: int = 1000,
     n_boot: int = 200,
     calibration_section: str = "validation",
     seed: int = 0,
@@ -244,6 +244,12 @@ def audit(
         )
     calib = encode_datalist(trained, datalist, calibration_section, progress=progress)
     names = attribute_names(codes, attributes)
+    smallest = len(names) / (1 + n_permutations)  # the smallest Holm-corrected permutation p-value
+    if smallest >= alpha:
+        raise ValueError(
+            f"n_permutations={n_permutations} cannot reach alpha={alpha} after Holm correction over "
+            f"{len(names)} attributes (smallest p = {smallest:.3g}); use at least {math.ceil(len(names) / alpha)}"
+        )
     results: dict[str, dict[str, Any]] = {}
     skipped: list[str] = []
     for i, name in enumerate(names):

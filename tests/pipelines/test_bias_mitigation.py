@@ -1,0 +1,88 @@
+"""Tests of pipelines/bias_mitigation.py: eraser artifact, before/after figures, weights untouched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from evaluation.concept_erasure import ErasedClassifier, LatentEraser
+from evaluation.trained_model import load_trained_model
+from pipelines.bias_mitigation import mitigate
+
+
+def test_mitigation_erases_without_touching_the_model(
+    shortcut_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, datalist = shortcut_run
+    checkpoint_hash = hashlib.sha256((run / "best.pt").read_bytes()).hexdigest()
+    result = mitigate(
+        run,
+        "shortcut",
+        datalist,
+        tmp_path,
+        calibration_section="validation",
+        sections=["validation", "test"],
+        track=False,
+        progress=False,
+    )
+    assert hashlib.sha256((run / "best.pt").read_bytes()).hexdigest() == checkpoint_hash
+    m = result["metrics"]
+    assert m["weights_unchanged"] == 1.0
+    # fitted on 'validation': in-sample, LEACE leaves no linear trace of the attribute
+    assert m["validation/before/probe_auc"] > 0.9 and m["validation/erased/probe_auc"] <= 0.6
+    # the head read only the erased direction: its decisions no longer split by the attribute
+    assert m["test/erased/equalized_odds_difference"] < m["test/before/equalized_odds_difference"]
+    eraser = LatentEraser.load(result["eraser"], latent_dim=8)
+    assert result["eraser"].stat().st_size < 50_000
+    trained = load_trained_model(run)
+    x = torch.rand(3, 1, 32, 32)
+    with torch.no_grad():
+        expected = trained.network.classify(eraser(trained.network.encode(x)["mu"].double()).float())
+        got = ErasedClassifier(trained.network, eraser)(x)
+    torch.testing.assert_close(got.float(), expected, rtol=1e-5, atol=1e-5)
+    assert json.loads((tmp_path / "metrics.json").read_text())["weights_unchanged"] == 1.0
+    assert (tmp_path / "report.html").read_text().count("<table>") == 2
+    assert (tmp_path / "before_after_test.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eraser_attaches_to_the_model_run_and_registered_version(
+    shortcut_run: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run, datalist = shortcut_run
+    model = tmp_path / "run"
+    shutil.copytree(run, model)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = json.loads((model / "config.json").read_text())
+    config["tracking_uri"] = uri
+    (model / "config.json").write_text(json.dumps(config))
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("models", artifact_location=(tmp_path / "art").as_uri())
+    parent = client.create_run(exp).info.run_id
+    (model / "mlflow_run_id.txt").write_text(parent)
+    client.create_registered_model("glassbox")
+    client.create_model_version("glassbox", source=f"runs:/{parent}/model", run_id=parent)
+    result = mitigate(
+        model, "shortcut", datalist, tmp_path / "out", sections=["test"], track=True, progress=False
+    )
+    child = client.get_run(result["run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert "eraser.pt" in {a.path for a in client.list_artifacts(result["run_id"])}
+    assert [a.path for a in client.list_artifacts(parent, "erasers/shortcut")] == [
+        "erasers/shortcut/eraser.pt"
+    ]
+    version = client.get_model_version("glassbox", "1")
+    assert version.tags["medglass.eraser.shortcut"] == f"runs:/{parent}/erasers/shortcut/eraser.pt"
+
+
+def test_unknown_attribute_is_named(shortcut_run: tuple[Path, Path], tmp_path: Path) -> None:
+    run, datalist = shortcut_run
+    with pytest.raises(ValueError, match=r"attribute 'nope' is not in the 'validation' records"):
+        mitigate(run, "nope", datalist, tmp_path, track=False, progress=False)
