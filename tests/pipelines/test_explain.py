@@ -1,0 +1,125 @@
+"""Tests of pipelines/explain.py: one image (a real DICOM) and a dataset report, figures and MLflow."""
+
+from __future__ import annotations
+
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import mlflow
+import pytest
+from PIL import Image
+
+from pipelines.explain import METHODS, ExplainSettings, explain_dataset, explain_image
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.src: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):  # noqa: ANN001
+        self.tags.append(tag)
+        if tag == "img":
+            self.src.append(dict(attrs)["src"])
+
+
+def _check_report(out: Path) -> _Page:
+    page = _Page()
+    page.feed((out / "report.html").read_text())
+    assert page.tags[:2] == ["html", "head"] and "body" in page.tags and "table" in page.tags
+    assert page.src, "the report shows figures"
+    for src in page.src:
+        data = (out / src).read_bytes()
+        assert data[:8] == PNG
+        with Image.open(out / src) as im:
+            im.verify()
+    return page
+
+
+def test_explain_a_real_dicom(shortcut_run: tuple[Path, Path], tmp_path: Path) -> None:
+    import pydicom
+
+    run, _ = shortcut_run
+    dicom = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    explain_image(
+        run, dicom, tmp_path, settings=ExplainSettings(traversal_dims=3), track=False, progress=False
+    )
+    page = _check_report(tmp_path)
+    assert sorted(Path(s).name for s in page.src) == ["counterfactual.png", "maps.png", "traversal.png"]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["prob"] <= 1.0
+    assert metrics["cf_flipped"] == 1.0  # the linear head makes the decision reachable
+    assert (metrics["cf_final_prob"] >= 0.5) != (metrics["prob"] >= 0.5)
+    assert {f"{m}_deletion_auc" for m in METHODS} <= set(metrics)
+    assert "pointing_game" not in " ".join(metrics)  # no mask given: no localisation scores
+
+
+def test_dataset_report_scores_every_method_on_true_positives(
+    shortcut_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    run, datalist = shortcut_run
+    result = explain_dataset(
+        run,
+        datalist,
+        tmp_path,
+        section="test",
+        settings=ExplainSettings(max_images=2, traversal_dims=2),
+        track=False,
+        progress=False,
+    )
+    m = result["metrics"]
+    assert m["true_positives_explained"] == 2.0
+    for method in METHODS:
+        assert 0.0 <= m[f"{method}_pointing_game"] <= 1.0
+        assert 0.0 <= m[f"{method}_topk_iou"] <= 1.0
+    assert m["cf_flip_rate"] == 1.0
+    assert 0.0 < m["cf_median_changed_fraction"] <= 1.0
+    assert "disentanglement/mig" in m  # factors.csv sits beside the cohort's datalists
+    page = _check_report(tmp_path)
+    assert "latent_attribute_correlation.png" in page.src and "counterfactual_0.png" in page.src
+
+
+@pytest.mark.integration
+def test_explain_logs_a_child_run_of_the_model(
+    shortcut_run: tuple[Path, Path], tmp_path: Path, monkeypatch
+) -> None:
+    import shutil
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run, datalist = shortcut_run
+    model = tmp_path / "run"
+    shutil.copytree(run, model)
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    config = json.loads((model / "config.json").read_text())
+    config["tracking_uri"] = uri
+    (model / "config.json").write_text(json.dumps(config))
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.create_experiment("models", artifact_location=(tmp_path / "art").as_uri())
+    parent = client.create_run(exp).info.run_id
+    (model / "mlflow_run_id.txt").write_text(parent)
+    record = next(r for r in json.loads(datalist.read_text())["test"] if r["label"] == 1)
+    result = explain_image(
+        model,
+        datalist.parent / record["image"],
+        tmp_path / "out",
+        mask=datalist.parent / record["mask"],
+        settings=ExplainSettings(traversal_dims=2),
+        progress=False,
+    )
+    child = client.get_run(result["run_id"])
+    assert child.data.tags["mlflow.parentRunId"] == parent
+    assert {"report.html", "metrics.json", "maps.png"} <= {
+        a.path for a in client.list_artifacts(result["run_id"])
+    }
+    assert "attention_pointing_game" in child.data.metrics  # a mask was given
+
+
+def test_bad_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="max_images must be an int >= 1, got 0"):
+        ExplainSettings(max_images=0)
+    with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
+        ExplainSettings(threshold=1.0)
