@@ -33,6 +33,7 @@ from typing import Any
 __all__ = [
     "BUNDLES_DIR",
     "CONFIG_NAMES",
+    "OPTIONAL_CONFIGS",
     "OVERLAYS",
     "find_bundle",
     "bundle_config_files",
@@ -52,6 +53,9 @@ BUNDLES_DIR = Path(__file__).resolve().parents[1] / "bundles"
 
 CONFIG_NAMES = ("train", "evaluate", "inference", "multi_gpu_train")
 """Configs every medglass bundle ships (``configs/<name>.json``)."""
+
+OPTIONAL_CONFIGS = ("explain",)
+"""Configs only some bundles ship (``glassbox_classification``: ``explain``)."""
 
 OVERLAYS = ("evaluate", "multi_gpu_train")
 """Configs that are overlays on ``train.json`` (they hold only the ids they change or add)."""
@@ -87,7 +91,7 @@ def bundle_config_files(bundle_dir: str | PathLike, config: str = "train") -> li
 
     Args:
         bundle_dir: the bundle folder.
-        config: one of :data:`CONFIG_NAMES`.
+        config: one of :data:`CONFIG_NAMES` or :data:`OPTIONAL_CONFIGS` (when the bundle ships it).
 
     Returns:
         Existing config files, in merge order.
@@ -95,8 +99,8 @@ def bundle_config_files(bundle_dir: str | PathLike, config: str = "train") -> li
     Raises:
         ValueError: an unknown config name or a missing file.
     """
-    if config not in CONFIG_NAMES:
-        raise ValueError(f"config must be one of {CONFIG_NAMES}, got {config!r}")
+    if config not in CONFIG_NAMES + OPTIONAL_CONFIGS:
+        raise ValueError(f"config must be one of {CONFIG_NAMES + OPTIONAL_CONFIGS}, got {config!r}")
     configs = Path(bundle_dir) / "configs"
     names = ["train", config] if config in OVERLAYS else [config]
     files = [configs / f"{name}.json" for name in names]
@@ -180,7 +184,8 @@ def run_bundle(
 
     Args:
         bundle: bundle name (under ``bundles/``) or folder.
-        config: ``"train"``, ``"evaluate"`` (overlay), ``"inference"`` or ``"multi_gpu_train"`` (overlay).
+        config: ``"train"``, ``"evaluate"`` (overlay), ``"inference"``, ``"multi_gpu_train"`` (overlay)
+            or ``"explain"`` (``glassbox_classification``).
         overrides: MONAI id → value (``{"train#epochs": 1, "output_dir": "/tmp/run"}``).
 
     Returns:

@@ -160,7 +160,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = run_bundle(args.bundle, config, parse_overrides(tokens))
     if isinstance(result, dict):
         shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
-        print(json.dumps({k: v for k, v in shown.items() if not k.startswith("train_kl_dim")}, indent=1))
+        print(
+            json.dumps(
+                {k: v for k, v in shown.items() if not k.startswith("train_kl_dim")}, indent=1, default=str
+            )
+        )
     elif result is not None:
         print(result)
     return 0
@@ -282,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("bundle", help="bundle name under bundles/ (e.g. glassbox_classification) or folder")
     run.add_argument(
         "--config",
-        choices=("train", "evaluate", "inference", "multi_gpu_train"),
+        choices=("train", "evaluate", "inference", "multi_gpu_train", "explain"),
         default="train",
-        help="workflow; evaluate and multi_gpu_train are overlays on train (default train)",
+        help="workflow; evaluate and multi_gpu_train are overlays on train; explain: glassbox_classification only (default train)",
     )
     run.add_argument(
         "overrides",

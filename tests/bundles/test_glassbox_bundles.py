@@ -218,3 +218,60 @@ def test_medglass_run_inference_and_ckpt_export(
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), eager(x))
     shutil.rmtree(tmp_path / "pred")
+
+
+def test_inference_with_an_eraser_changes_only_what_the_head_sees(trained: dict, tmp_path: Path) -> None:
+    from evaluation.concept_erasure import ErasedClassifier, LatentEraser, fit_eraser
+    from evaluation.latent_codes import load_model_input
+    from evaluation.trained_model import load_trained_model
+
+    out = Path(trained["cls"]["output_dir"])
+    datalist = Path(trained["cls"]["dataset#datalist"])
+    model = load_trained_model(out)
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 2, 64)
+    mu = rng.standard_normal((64, 16)) + 3.0 * groups[:, None] * np.eye(16)[0]  # the concept lives in z0
+    eraser_file = fit_eraser(mu, groups, attribute="toy").save(tmp_path / "eraser.pt")
+    common = {"output_dir": str(out), "spatial_size": [SIZE, SIZE], "datalist": str(datalist)}
+    plain = _read_predictions(
+        Path(
+            run_bundle(
+                "glassbox_classification", "inference", {**common, "prediction_dir": str(tmp_path / "a")}
+            )
+        )
+    )
+    erased = _read_predictions(
+        Path(
+            run_bundle(
+                "glassbox_classification",
+                "inference",
+                {**common, "prediction_dir": str(tmp_path / "b"), "eraser": str(eraser_file)},
+            )
+        )
+    )
+    assert plain.keys() == erased.keys()
+    wrapped = ErasedClassifier(model.network, LatentEraser.load(eraser_file)).eval()
+    for name in list(erased)[:3]:
+        x, _ = load_model_input(name, (SIZE, SIZE))
+        with torch.no_grad():
+            expected = torch.softmax(wrapped(x).float(), dim=1)[0].numpy()
+        np.testing.assert_allclose(erased[name], expected, atol=1e-5)
+    assert any(not np.allclose(plain[k], erased[k], atol=1e-6) for k in plain)
+
+
+def test_explain_config_writes_the_dataset_report(trained: dict) -> None:
+    out = Path(trained["cls"]["output_dir"])
+    result = run_bundle(
+        "glassbox_classification",
+        "explain",
+        {
+            "output_dir": str(out),
+            "datalist": trained["cls"]["dataset#datalist"],
+            "max_images": 1,
+            "track": False,
+        },
+    )
+    assert Path(result["report"]) == out / "explain" / "report.html"
+    metrics = json.loads((out / "explain" / "metrics.json").read_text())
+    assert metrics["images"] == len(json.loads(Path(trained["cls"]["dataset#datalist"]).read_text())["test"])
+    assert "active_units" in metrics and "disentanglement/mig" in metrics
