@@ -94,8 +94,11 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
         "shifted_auc_before": m[f"{SHIFTED_SECTION}/before/auc"],
         "shifted_auc_erased": m[f"{SHIFTED_SECTION}/erased/auc"],
         "shifted_auc_dfr": m[f"{SHIFTED_SECTION}/dfr/auc"],
-        "probe_before": m["test/before/probe_auc"],
-        "probe_erased": m["test/erased/probe_auc"],
+        "probe_before": m["test/before/probe_auc_within_label"],
+        "probe_erased": m["test/erased/probe_auc_within_label"],
+        "probe_erased_shifted": m[f"{SHIFTED_SECTION}/erased/probe_auc_within_label"],
+        "probe_all_before": m["test/before/probe_auc"],
+        "probe_all_erased": m["test/erased/probe_auc"],
         "weights_unchanged": m["weights_unchanged"],
     }
 
@@ -149,7 +152,11 @@ def main() -> None:
             f"  shifted AUC before/erased/DFR     {mean('shifted_auc_before'):.3f} / {mean('shifted_auc_erased'):.3f} / "
             f"{mean('shifted_auc_dfr'):.3f}"
         )
-        print(f"  marker probe AUC before/after     {mean('probe_before'):.3f} / {mean('probe_erased'):.3f}")
+        print(
+            f"  marker probe AUC within label, test before/after {mean('probe_before'):.3f} / {mean('probe_erased'):.3f}"
+            f" (shifted after {mean('probe_erased_shifted'):.3f}; all images {mean('probe_all_before'):.3f} / "
+            f"{mean('probe_all_erased'):.3f})"
+        )
         print(f"  weights unchanged in all runs     {all(r['weights_unchanged'] == 1.0 for r in sub)}")
 
 

@@ -181,7 +181,12 @@ class LatentEraser(nn.Module):
 
 
 def fit_eraser(
-    mu, groups, attribute: str = "attribute", constrain_cov_trace: bool = False, shrinkage: bool = True
+    mu,
+    groups,
+    attribute: str = "attribute",
+    constrain_cov_trace: bool = False,
+    shrinkage: bool = True,
+    strata=None,
 ) -> LatentEraser:
     """Fit a LEACE eraser of an attribute (one-hot over its categories) on latent means.
 
@@ -195,12 +200,21 @@ def fit_eraser(
         attribute: the attribute's name, kept in the eraser's metadata.
         constrain_cov_trace: passed to :class:`concept_erasure.LeaceFitter`.
         shrinkage: shrink the covariance estimate (passed to ``LeaceFitter``; helps small N).
+        strata: optional ``(N,)`` stratum of each sample (e.g. the disease label). The one-hot
+            concept is then centred *within* each stratum before fitting, so the eraser removes
+            only the part of the attribute that the stratum does not explain (conditional
+            erasure). Needed when the attribute is correlated with the label in the calibration
+            data (a shortcut): the unconditional cross-covariance ``Cov(mu, attribute)`` then
+            also contains the label's own features, and erasing it removes disease information
+            and over-corrects the classifier. Samples with a missing stratum (``None``/NaN/-1)
+            are left out.
 
     Returns:
         The fitted :class:`LatentEraser` (float64 buffers).
 
     Raises:
-        ValueError: bad shapes or fewer than two categories (naming them).
+        ValueError: bad shapes, fewer than two categories (naming them), or ``strata`` of the
+            wrong length.
 
     Example:
         >>> mu = torch.randn(60, 4); g = torch.arange(60) % 3; mu[:, 1] += g
@@ -219,8 +233,24 @@ def fit_eraser(
         raise ValueError(
             f"{attribute}: erasure needs at least two attribute values, got {list(coded.categories)}"
         )
-    x = x[torch.as_tensor(coded.valid)]
+    valid = coded.valid.copy()
+    if strata is not None:
+        strata_coded = encode_attribute(strata.detach().cpu().numpy() if torch.is_tensor(strata) else strata)
+        if strata_coded.valid.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"strata must have length {x.shape[0]} (rows of mu), got {strata_coded.valid.shape[0]}"
+            )
+        stratum = np.full(x.shape[0], -1, dtype=np.int64)
+        stratum[strata_coded.valid] = strata_coded.codes
+        stratum = stratum[valid]
+        keep = stratum >= 0
+    x = x[torch.as_tensor(valid)]
     z = torch.nn.functional.one_hot(torch.as_tensor(coded.codes), len(coded.categories)).to(torch.float64)
+    if strata is not None:
+        x, z, stratum = x[torch.as_tensor(keep)], z[torch.as_tensor(keep)], stratum[keep]
+        for value in np.unique(stratum):
+            rows = torch.as_tensor(stratum == value)
+            z[rows] = z[rows] - z[rows].mean(dim=0, keepdim=True)
     fitter = LeaceFitter.fit(x, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage)
     eraser = fitter.eraser
     bias = eraser.bias if eraser.bias is not None else torch.zeros(x.shape[1], dtype=torch.float64)

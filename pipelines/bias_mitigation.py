@@ -45,7 +45,7 @@ from phantoms.shortcut_cohort import SHIFTED_SECTION
 from pipelines.analysis_tracking import log_analysis
 from pipelines.bias_audit import erased_scores, write_metrics
 
-__all__ = ["mitigate", "file_sha256", "VARIANTS"]
+__all__ = ["mitigate", "file_sha256", "within_label_probe_auc", "VARIANTS"]
 
 logger = logging.getLogger("medglass.mitigate")
 
@@ -87,6 +87,23 @@ def _variant_metrics(
     }
 
 
+def within_label_probe_auc(mu: np.ndarray, groups: np.ndarray, labels: np.ndarray, seed: int = 0) -> float:
+    """Mean over labels of the attribute's probe AUC among images of that label.
+
+    The leakage a shortcut leaves *beyond* the disease: where the attribute agrees with the label,
+    an unconditional probe also reads the attribute off the disease features. Labels whose images
+    hold fewer than 5 of either attribute value are skipped (NaN when none is left).
+    """
+    values = []
+    for value in np.unique(labels):
+        rows = labels == value
+        coded = encode_attribute(groups[rows])
+        counts = np.bincount(coded.codes, minlength=len(coded.categories))
+        if len(coded.categories) >= 2 and counts.min() >= 5:
+            values.append(probe_auc(mu[rows], groups[rows], seed=seed).auc)
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _attach_to_registered_model(trained: Any, eraser_path: Path, attribute: str) -> str | None:
     """Log the eraser into the model's training run and tag its registered versions; guarded."""
     if trained.run_id is None:
@@ -115,6 +132,7 @@ def mitigate(
     calibration_section: str = "validation",
     sections: list[str] | None = None,
     seed: int = 0,
+    conditional: bool = True,
     track: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -128,6 +146,10 @@ def mitigate(
         calibration_section: the section the eraser and the DFR head are fitted on.
         sections: sections evaluated (default: ``test`` and ``test_shifted`` when present).
         seed: seed of the probes and DFR.
+        conditional: erase the attribute *within each label* (the concept is centred per label
+            before fitting; see :func:`~evaluation.concept_erasure.fit_eraser`), so that a
+            shortcut attribute correlated with the disease in the calibration data is removed
+            without removing the disease information it shares. ``False``: plain LEACE.
         track: log to MLflow (and attach the eraser to the model's run and registered versions).
         progress: show progress bars.
 
@@ -152,7 +174,8 @@ def mitigate(
             f"attribute {attribute!r} is not in the {calibration_section!r} records (present: {present})"
         )
     calib_groups = np.asarray(calib.attribute(attribute), dtype=object)
-    eraser = fit_eraser(calib.mu, calib_groups, attribute=attribute)
+    calib_labels = np.where(calib.labels >= 0, calib.labels, -1) if conditional else None
+    eraser = fit_eraser(calib.mu, calib_groups, attribute=attribute, strata=calib_labels)
     eraser_path = eraser.save(out_dir / "eraser.pt")
     with torch.no_grad():
         calib_erased = eraser(torch.from_numpy(calib.mu).double()).numpy()
@@ -175,6 +198,9 @@ def mitigate(
         rows["before"]["probe_auc"] = probe_auc(mu, groups, seed=seed).auc
         rows["erased"]["probe_auc"] = probe_auc(mu_erased, groups, seed=seed).auc
         rows["dfr"]["probe_auc"] = rows["erased"]["probe_auc"]
+        rows["before"]["probe_auc_within_label"] = within_label_probe_auc(mu, groups, labels, seed)
+        rows["erased"]["probe_auc_within_label"] = within_label_probe_auc(mu_erased, groups, labels, seed)
+        rows["dfr"]["probe_auc_within_label"] = rows["erased"]["probe_auc_within_label"]
         tables[section] = rows
         for name, row in rows.items():
             for key, value in row.items():
@@ -189,7 +215,15 @@ def mitigate(
 
     summary = _summary(attribute, tables)
     report_path = _write_report(
-        out_dir, trained.source, attribute, calibration_section, tables, summary, weights_before, eraser_path
+        out_dir,
+        trained.source,
+        attribute,
+        calibration_section,
+        tables,
+        summary,
+        weights_before,
+        eraser_path,
+        conditional,
     )
     write_metrics(out_dir, metrics)
     run_id = None
@@ -223,7 +257,8 @@ def _summary(attribute: str, tables: dict[str, dict[str, dict[str, Any]]]) -> li
     for section, rows in tables.items():
         b, e, d = rows["before"], rows["erased"], rows["dfr"]
         lines.append(
-            f"{section}: erasing {attribute} moves the {attribute} probe AUC {b['probe_auc']:.2f} → {e['probe_auc']:.2f}, "
+            f"{section}: erasing {attribute} moves the {attribute} probe AUC within each label {b['probe_auc_within_label']:.2f} → "
+            f"{e['probe_auc_within_label']:.2f} (all images {b['probe_auc']:.2f} → {e['probe_auc']:.2f}), "
             f"AUC {b['auc']:.3f} → {e['auc']:.3f} ({e['auc'] - b['auc']:+.3f}), worst-group accuracy "
             f"{b['worst_group_accuracy']:.2f} → {e['worst_group_accuracy']:.2f} "
             f"({100 * (e['worst_group_accuracy'] - b['worst_group_accuracy']):+.0f} points); "
@@ -244,10 +279,12 @@ def _write_report(
     summary: list[str],
     weights_hash: str,
     eraser_path: Path,
+    conditional: bool,
 ) -> Path:
     report = HtmlReport(f"Erasing {attribute} from {Path(source).name}")
     report.paragraph(
-        f"A linear eraser (LEACE) removes every linear trace of {attribute} from the latent space; it was fitted on "
+        f"A linear eraser (LEACE) removes every linear trace of {attribute} "
+        f"{'that the disease label does not explain ' if conditional else ''}from the latent space; it was fitted on "
         f"the {calibration_section!r} images and is saved as {eraser_path.name} ({eraser_path.stat().st_size} bytes). "
         "The trained network is not changed: the eraser sits between its encoder and its classifier."
     )
@@ -261,6 +298,7 @@ def _write_report(
         "equalized_odds_difference",
         "tpr_gap",
         "probe_auc",
+        "probe_auc_within_label",
     ]
     for section, rows in tables.items():
         report.heading(section)

@@ -167,3 +167,37 @@ def test_dfr_without_balancing_equals_a_standardised_logistic_regression():
     np.testing.assert_allclose(dfr_scores(head, mu), reference.predict_proba(mu)[:, 1], atol=1e-6)
     with pytest.raises(ValueError, match=r"labels must be 0/1 with both present, got values \[1\]"):
         dfr_head(mu, np.ones(300, dtype=int))
+
+
+def test_conditional_erasure_keeps_the_label_information_a_shortcut_shares():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(7)
+
+    def cohort(n: int, agreement: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        label = rng.integers(0, 2, n)
+        marker = np.where(rng.random(n) < agreement, label, 1 - label)
+        mu = np.stack([label + 0.7 * rng.standard_normal(n), 2.0 * marker + 0.3 * rng.standard_normal(n)], 1)
+        return mu, label, marker
+
+    calib_mu, calib_label, calib_marker = cohort(2000, 0.9)  # the shortcut holds in calibration
+    test_mu, test_label, test_marker = cohort(2000, 0.9)
+    head = np.array([1.0, 1.0])  # the classifier reads the lesion (z0) and the marker (z1)
+    plain = fit_eraser(calib_mu, calib_marker)
+    conditional = fit_eraser(calib_mu, calib_marker, strata=calib_label)
+
+    def auc(eraser) -> float:
+        erased = eraser(torch.as_tensor(test_mu)).numpy()
+        return roc_auc_score(test_label, erased @ head)
+
+    lesion_only = roc_auc_score(test_label, test_mu[:, 0])
+    # unconditional erasure also removes the label signal the marker carries and over-corrects
+    assert auc(plain) < lesion_only - 0.1
+    # conditional erasure removes the marker within each label and keeps the lesion signal
+    assert auc(conditional) == pytest.approx(lesion_only, abs=0.03)
+    erased = conditional(torch.as_tensor(test_mu)).numpy()
+    for value in (0, 1):  # within a label, nothing linear tells the marker any more
+        rows = test_label == value
+        assert abs(roc_auc_score(test_marker[rows], erased[rows, 1]) - 0.5) < 0.06
+    with pytest.raises(ValueError, match="strata must have length 2000"):
+        fit_eraser(calib_mu, calib_marker, strata=calib_label[:-1])
