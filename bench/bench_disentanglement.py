@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from evaluation.disentanglement import disentanglement_scores, factor_table  # noqa: E402
+from evaluation.disentanglement import disentanglement_scores  # noqa: E402
+from evaluation.generative_factors import factor_table  # noqa: E402
 from evaluation.latent_codes import encode_datalist  # noqa: E402
 from evaluation.latent_traversal import kl_per_dimension  # noqa: E402
 from evaluation.trained_model import load_trained_model  # noqa: E402

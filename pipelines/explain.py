@@ -339,7 +339,8 @@ def _method_table(per_image: list[dict[str, float]]) -> tuple[list[dict[str, Any
 def _disentanglement(
     codes: LatentCodes, datalist: Path, out_dir: Path, report: HtmlReport
 ) -> dict[str, float]:
-    from evaluation.disentanglement import disentanglement_scores, factor_table
+    from evaluation.disentanglement import disentanglement_scores
+    from evaluation.generative_factors import factor_table
     from evaluation.latent_attributes import (
         attribute_matrix,
         correlation_heatmap,
