@@ -23,7 +23,8 @@ def _print_result(kind: str, result: dict[str, Any], keys: list[str]) -> None:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from pipelines.explain import ExplainSettings, explain_dataset, explain_image
+    from pipelines.explain import ExplainSettings, explain_image
+    from pipelines.explain_dataset import explain_dataset
 
     if (args.image is None) == (args.datalist is None):
         raise ValueError("give exactly one of --image FILE or --datalist D")
