@@ -75,32 +75,46 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
         track=True,
         progress=False,
     )
-    mitigated = mitigate(
-        model, "marker", datalist, work / f"mitigate_{tag}", seed=seed, track=True, progress=False
-    )
-    m = mitigated["metrics"]
-    return {
+    row = {
         "seed": seed,
         "train_correlation": correlation,
         "test_auc": metrics.get("test_auc", float("nan")),
         "flags": audited["flags"],
         "marker_reliance_p": audited["metrics"]["marker/reliance_p_holm"],
         "marker_gap": audited["metrics"]["marker/gap"],
-        "id_auc_before": m["test/before/auc"],
-        "id_auc_erased": m["test/erased/auc"],
-        "shifted_wga_before": m[f"{SHIFTED_SECTION}/before/worst_group_accuracy"],
-        "shifted_wga_erased": m[f"{SHIFTED_SECTION}/erased/worst_group_accuracy"],
-        "shifted_wga_dfr": m[f"{SHIFTED_SECTION}/dfr/worst_group_accuracy"],
-        "shifted_auc_before": m[f"{SHIFTED_SECTION}/before/auc"],
-        "shifted_auc_erased": m[f"{SHIFTED_SECTION}/erased/auc"],
-        "shifted_auc_dfr": m[f"{SHIFTED_SECTION}/dfr/auc"],
-        "probe_before": m["test/before/probe_auc_within_label"],
-        "probe_erased": m["test/erased/probe_auc_within_label"],
-        "probe_erased_shifted": m[f"{SHIFTED_SECTION}/erased/probe_auc_within_label"],
-        "probe_all_before": m["test/before/probe_auc"],
-        "probe_all_erased": m["test/erased/probe_auc"],
-        "weights_unchanged": m["weights_unchanged"],
     }
+    for name, conditional in (("plain", False), ("conditional", True)):
+        m = mitigate(
+            model,
+            "marker",
+            datalist,
+            work / f"mitigate_{tag}_{name}",
+            calibration_section=args.calibration,
+            conditional=conditional,
+            seed=seed,
+            track=True,
+            progress=False,
+        )["metrics"]
+        row[name] = {
+            "id_auc_before": m["test/before/auc"],
+            "id_auc_erased": m["test/erased/auc"],
+            "shifted_wga_before": m[f"{SHIFTED_SECTION}/before/worst_group_accuracy"],
+            "shifted_wga_erased": m[f"{SHIFTED_SECTION}/erased/worst_group_accuracy"],
+            "shifted_wga_recalibrated": m[f"{SHIFTED_SECTION}/erased_recalibrated/worst_group_accuracy"],
+            "shifted_wga_dfr": m[f"{SHIFTED_SECTION}/dfr/worst_group_accuracy"],
+            "id_wga_before": m["test/before/worst_group_accuracy"],
+            "id_wga_recalibrated": m["test/erased_recalibrated/worst_group_accuracy"],
+            "shifted_auc_before": m[f"{SHIFTED_SECTION}/before/auc"],
+            "shifted_auc_erased": m[f"{SHIFTED_SECTION}/erased/auc"],
+            "shifted_auc_dfr": m[f"{SHIFTED_SECTION}/dfr/auc"],
+            "probe_before": m["test/before/probe_auc"],
+            "probe_erased": m["test/erased/probe_auc"],
+            "probe_erased_shifted": m[f"{SHIFTED_SECTION}/erased/probe_auc"],
+            "probe_within_erased": m["test/erased/probe_auc_within_label"],
+            "probe_within_erased_shifted": m[f"{SHIFTED_SECTION}/erased/probe_auc_within_label"],
+            "weights_unchanged": m["weights_unchanged"],
+        }
+    return row
 
 
 def main() -> None:
@@ -111,6 +125,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument("--out", default="runs/bench_bias")
+    parser.add_argument(
+        "--calibration",
+        nargs="+",
+        default=["training", "validation"],
+        help="sections the eraser and DFR are fitted on",
+    )
     parser.add_argument(
         "--controls", action=argparse.BooleanOptionalAction, default=True, help="also train on agreement 0.5"
     )
@@ -135,29 +155,39 @@ def main() -> None:
             rate = statistics.mean(float(r["flags"].get(attr, False)) for r in sub)
             print(f"  flag rate {attr:13s} {rate:.2f}")
 
-        def mean(key: str, sub: list[dict] = sub) -> float:
-            return statistics.mean(r[key] for r in sub)
+        print(f"  test AUC (training run)           {statistics.mean(r['test_auc'] for r in sub):.3f}")
+        for name in ("plain", "conditional"):
 
-        print(f"  test AUC (training run)           {mean('test_auc'):.3f}")
-        print(
-            f"  in-distribution AUC before/after  {mean('id_auc_before'):.3f} / {mean('id_auc_erased'):.3f} "
-            f"(change {mean('id_auc_erased') - mean('id_auc_before'):+.3f})"
-        )
-        print(
-            f"  shifted worst-group acc before/erased/DFR {mean('shifted_wga_before'):.3f} / "
-            f"{mean('shifted_wga_erased'):.3f} / {mean('shifted_wga_dfr'):.3f} "
-            f"(erasure {100 * (mean('shifted_wga_erased') - mean('shifted_wga_before')):+.1f} points)"
-        )
-        print(
-            f"  shifted AUC before/erased/DFR     {mean('shifted_auc_before'):.3f} / {mean('shifted_auc_erased'):.3f} / "
-            f"{mean('shifted_auc_dfr'):.3f}"
-        )
-        print(
-            f"  marker probe AUC within label, test before/after {mean('probe_before'):.3f} / {mean('probe_erased'):.3f}"
-            f" (shifted after {mean('probe_erased_shifted'):.3f}; all images {mean('probe_all_before'):.3f} / "
-            f"{mean('probe_all_erased'):.3f})"
-        )
-        print(f"  weights unchanged in all runs     {all(r['weights_unchanged'] == 1.0 for r in sub)}")
+            def mean(key: str, sub: list[dict] = sub, name: str = name) -> float:
+                return statistics.mean(r[name][key] for r in sub)
+
+            print(f"  LEACE {name}:")
+            print(
+                f"    in-distribution AUC before/after  {mean('id_auc_before'):.3f} / {mean('id_auc_erased'):.3f} "
+                f"(change {mean('id_auc_erased') - mean('id_auc_before'):+.3f})"
+            )
+            print(
+                f"    shifted worst-group acc before / erased@0.5 / erased@recalibrated / DFR  "
+                f"{mean('shifted_wga_before'):.3f} / {mean('shifted_wga_erased'):.3f} / "
+                f"{mean('shifted_wga_recalibrated'):.3f} / {mean('shifted_wga_dfr'):.3f} "
+                f"({100 * (mean('shifted_wga_recalibrated') - mean('shifted_wga_before')):+.1f} points)"
+            )
+            print(
+                f"    in-distribution worst-group acc before / recalibrated  {mean('id_wga_before'):.3f} / "
+                f"{mean('id_wga_recalibrated'):.3f}"
+            )
+            print(
+                f"    shifted AUC before/erased/DFR     {mean('shifted_auc_before'):.3f} / "
+                f"{mean('shifted_auc_erased'):.3f} / {mean('shifted_auc_dfr'):.3f}"
+            )
+            print(
+                f"    marker probe AUC test before/after {mean('probe_before'):.3f} / {mean('probe_erased'):.3f} "
+                f"(shifted after {mean('probe_erased_shifted'):.3f}; within label after: test "
+                f"{mean('probe_within_erased'):.3f}, shifted {mean('probe_within_erased_shifted'):.3f})"
+            )
+            print(
+                f"    weights unchanged in all runs     {all(r[name]['weights_unchanged'] == 1.0 for r in sub)}"
+            )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ For every attribute of the datalist records (sex, age band, site, scanner, marke
 - **reliance** — how much the classifier's logit moves with the attribute's group means in
   latent space, tested by permuting the attribute *within each label* (so an attribute that is
   merely correlated with the disease is not mistaken for one the classifier reads), and how
-  much the logit changes when the attribute is erased (LEACE fitted within each label on a calibration section);
+  much the logit changes when the attribute is erased (LEACE fitted on a calibration section);
 - a **flag** when leakage and reliance are both significant (Holm-corrected over attributes)
   and the subgroup gap exceeds a threshold (:mod:`evaluation.bias_flags`).
 
@@ -166,7 +166,7 @@ def _audit_attribute(
     }
     calib_groups, _ = _common_groups(np.asarray(calib.attribute(name), dtype=object))
     if len(set(encode_attribute(calib_groups, name=name).codes.tolist())) >= 2:
-        eraser = fit_eraser(calib.mu, calib_groups, attribute=name, strata=calib.labels)
+        eraser = fit_eraser(calib.mu, calib_groups, attribute=name)
         after, logits_after = erased_scores(trained, eraser, mu)
         diff_before = codes.logits[:, -1] - codes.logits[:, 0]
         diff_after = logits_after[:, -1] - logits_after[:, 0]

@@ -37,20 +37,22 @@ from sklearn.metrics import roc_auc_score
 from evaluation.bias_figures import before_after_figure
 from evaluation.concept_erasure import dfr_head, dfr_scores, fit_eraser, state_dict_sha256
 from evaluation.html_report import HtmlReport
-from evaluation.latent_codes import LatentCodes, encode_datalist
+from evaluation.latent_codes import LatentCodes, encode_datalist, encode_records
 from evaluation.latent_leakage import probe_auc
 from evaluation.subgroup_audit import encode_attribute, subgroup_metrics
 from evaluation.trained_model import load_trained_model
 from phantoms.shortcut_cohort import SHIFTED_SECTION
 from pipelines.analysis_tracking import log_analysis
 from pipelines.bias_audit import erased_scores, write_metrics
+from pipelines.datalists import load_datalist
 
-__all__ = ["mitigate", "file_sha256", "within_label_probe_auc", "VARIANTS"]
+__all__ = ["mitigate", "balanced_threshold", "file_sha256", "within_label_probe_auc", "VARIANTS"]
 
 logger = logging.getLogger("medglass.mitigate")
 
-VARIANTS = ("before", "erased", "dfr")
-"""The model as trained, with the attribute erased from its latent, and DFR on the erased latent."""
+VARIANTS = ("before", "erased", "erased_recalibrated", "dfr")
+"""The model as trained; with the attribute erased from its latent; the same with the decision
+threshold recalibrated on the calibration images; DFR (last layer retrained) on the erased latent."""
 
 
 def file_sha256(path: Path) -> str:
@@ -69,17 +71,50 @@ def _sections(datalist: Path, requested: list[str] | None) -> list[str]:
     return [s for s in ("test", SHIFTED_SECTION) if isinstance(data.get(s), list) and data[s]]
 
 
+def balanced_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The decision threshold on ``scores`` that maximises balanced accuracy (mean of TPR and TNR).
+
+    Erasing a shortcut leaves the head's bias tuned to a latent that no longer exists, so its
+    decisions at 0.5 can be all one class even when the ranking (AUC) recovered. One number fitted
+    on the calibration images restores usable decisions without touching a weight.
+
+    Args:
+        labels: ``(N,)`` 0/1 labels (both present).
+        scores: ``(N,)`` positive-class probabilities.
+
+    Returns:
+        The threshold (a score value; a sample is positive when ``score >= threshold``).
+
+    Raises:
+        ValueError: fewer than two classes.
+
+    Example:
+        >>> balanced_threshold(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.3, 0.9]))
+        0.3
+    """
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    if len(np.unique(y)) != 2:
+        raise ValueError(f"labels: a balanced threshold needs both classes, got {sorted(set(y.tolist()))}")
+    candidates = np.unique(s)
+    positive = s[None, :] >= candidates[:, None]
+    tpr = positive[:, y == 1].mean(axis=1)
+    tnr = (~positive[:, y == 0]).mean(axis=1)
+    return float(candidates[int(np.argmax(tpr + tnr))])
+
+
 def _variant_metrics(
-    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, attribute: str
+    labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, attribute: str, threshold: float = 0.5
 ) -> dict[str, float]:
     known = encode_attribute(groups).valid
     y, s, g = labels[known], scores[known], groups[known]
     cells = np.array([f"label {int(a)}, {attribute} {b}" for a, b in zip(y, g, strict=True)], dtype=object)
-    by_cell = subgroup_metrics(y, s, cells, attribute="cell")
-    by_attr = subgroup_metrics(y, s, g, attribute=attribute)
+    by_cell = subgroup_metrics(y, s, cells, attribute="cell", threshold=threshold)
+    by_attr = subgroup_metrics(y, s, g, attribute=attribute, threshold=threshold)
     return {
         "auc": float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan"),
-        "accuracy": float(np.mean((s >= 0.5) == y)),
+        "accuracy": float(np.mean((s >= threshold) == y)),
+        "threshold": float(threshold),
         "worst_group_accuracy": by_cell.gaps["worst_group_accuracy"],
         "worst_group": by_cell.worst_group,
         "equalized_odds_difference": by_attr.gaps["equalized_odds_difference"],
@@ -129,10 +164,10 @@ def mitigate(
     attribute: str,
     datalist: str | PathLike,
     out: str | PathLike,
-    calibration_section: str = "validation",
+    calibration_section: str | list[str] = "validation",
     sections: list[str] | None = None,
     seed: int = 0,
-    conditional: bool = True,
+    conditional: bool = False,
     track: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -143,13 +178,18 @@ def mitigate(
         attribute: the attribute to erase (a key of the records' ``attributes``).
         datalist: datalist JSON with ``label`` and ``attributes`` per record.
         out: output folder (created): ``eraser.pt``, ``report.html``, ``metrics.json``, figures.
-        calibration_section: the section the eraser and the DFR head are fitted on.
+        calibration_section: the section(s) the eraser and the DFR head are fitted on (a list:
+            their union). Conditional erasure learns the attribute from the images whose
+            attribute disagrees with the shortcut, so a larger calibration set (e.g.
+            ``["training", "validation"]``) gives a better eraser.
         sections: sections evaluated (default: ``test`` and ``test_shifted`` when present).
         seed: seed of the probes and DFR.
         conditional: erase the attribute *within each label* (the concept is centred per label
             before fitting; see :func:`~evaluation.concept_erasure.fit_eraser`), so that a
             shortcut attribute correlated with the disease in the calibration data is removed
-            without removing the disease information it shares. ``False``: plain LEACE.
+            without removing the disease information it shares. Default ``False``: plain LEACE,
+            whose guarantee (no linear probe recovers the attribute) holds on the calibration
+            distribution; ``bench/bench_bias.py`` compares both.
         track: log to MLflow (and attach the eraser to the model's run and registered versions).
         progress: show progress bars.
 
@@ -167,7 +207,14 @@ def mitigate(
     out_dir.mkdir(parents=True, exist_ok=True)
     weights_before = state_dict_sha256(trained.network)
     checkpoint_before = file_sha256(trained.checkpoint) if trained.checkpoint is not None else None
-    calib = encode_datalist(trained, datalist, calibration_section, progress=progress)
+    calib_sections = (
+        [calibration_section] if isinstance(calibration_section, str) else list(calibration_section)
+    )
+    if not calib_sections:
+        raise ValueError("calibration_section: expected at least one datalist section, got none")
+    calibration_section = "+".join(calib_sections)
+    calib_records = [r for section in calib_sections for r in load_datalist(datalist, section)]
+    calib = encode_records(trained, calib_records, progress=progress)
     if not any(attribute in a for a in calib.attributes):
         present = sorted({k for a in calib.attributes for k in a})
         raise ValueError(
@@ -180,6 +227,22 @@ def mitigate(
     with torch.no_grad():
         calib_erased = eraser(torch.from_numpy(calib.mu).double()).numpy()
     labelled = calib.labels >= 0
+    threshold = balanced_threshold(
+        calib.labels[labelled], erased_scores(trained, eraser, calib.mu[labelled])[0]
+    )
+    (out_dir / "eraser.json").write_text(
+        json.dumps(
+            {
+                **eraser.metadata(),
+                "conditional_on_label": conditional,
+                "calibration_sections": calib_sections,
+                "decision_threshold": threshold,
+                "decision_threshold_note": "positive when P(class 1) >= threshold after erasure "
+                "(maximises balanced accuracy on the calibration images)",
+            },
+            indent=1,
+        )
+    )
     dfr = dfr_head(calib_erased[labelled], calib.labels[labelled], groups=calib_groups[labelled], seed=seed)
 
     metrics: dict[str, float] = {"calibration_images": float(len(calib))}
@@ -195,12 +258,18 @@ def mitigate(
             mu_erased = eraser(torch.from_numpy(mu).double()).numpy()
         scores = {"before": codes.scores[keep], "erased": erased_probs, "dfr": dfr_scores(dfr, mu_erased)}
         rows = {name: _variant_metrics(labels, s, groups, attribute) for name, s in scores.items()}
+        rows["erased_recalibrated"] = _variant_metrics(
+            labels, erased_probs, groups, attribute, threshold=threshold
+        )
         rows["before"]["probe_auc"] = probe_auc(mu, groups, seed=seed).auc
         rows["erased"]["probe_auc"] = probe_auc(mu_erased, groups, seed=seed).auc
         rows["dfr"]["probe_auc"] = rows["erased"]["probe_auc"]
         rows["before"]["probe_auc_within_label"] = within_label_probe_auc(mu, groups, labels, seed)
         rows["erased"]["probe_auc_within_label"] = within_label_probe_auc(mu_erased, groups, labels, seed)
         rows["dfr"]["probe_auc_within_label"] = rows["erased"]["probe_auc_within_label"]
+        for key in ("probe_auc", "probe_auc_within_label"):
+            rows["erased_recalibrated"][key] = rows["erased"][key]
+        rows = {name: rows[name] for name in VARIANTS}
         tables[section] = rows
         for name, row in rows.items():
             for key, value in row.items():
@@ -255,13 +324,14 @@ def mitigate(
 def _summary(attribute: str, tables: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     lines = []
     for section, rows in tables.items():
-        b, e, d = rows["before"], rows["erased"], rows["dfr"]
+        b, e, r, d = rows["before"], rows["erased"], rows["erased_recalibrated"], rows["dfr"]
         lines.append(
-            f"{section}: erasing {attribute} moves the {attribute} probe AUC within each label {b['probe_auc_within_label']:.2f} → "
-            f"{e['probe_auc_within_label']:.2f} (all images {b['probe_auc']:.2f} → {e['probe_auc']:.2f}), "
+            f"{section}: erasing {attribute} moves the {attribute} probe AUC {b['probe_auc']:.2f} → {e['probe_auc']:.2f} "
+            f"(within each label {b['probe_auc_within_label']:.2f} → {e['probe_auc_within_label']:.2f}), "
             f"AUC {b['auc']:.3f} → {e['auc']:.3f} ({e['auc'] - b['auc']:+.3f}), worst-group accuracy "
-            f"{b['worst_group_accuracy']:.2f} → {e['worst_group_accuracy']:.2f} "
-            f"({100 * (e['worst_group_accuracy'] - b['worst_group_accuracy']):+.0f} points); "
+            f"{b['worst_group_accuracy']:.2f} → {e['worst_group_accuracy']:.2f} at threshold 0.5 and "
+            f"{r['worst_group_accuracy']:.2f} at the recalibrated threshold {r['threshold']:.3f} "
+            f"({100 * (r['worst_group_accuracy'] - b['worst_group_accuracy']):+.0f} points); "
             f"DFR (retrained last layer): AUC {d['auc']:.3f}, worst-group accuracy {d['worst_group_accuracy']:.2f}."
         )
     lines.append(
@@ -292,6 +362,7 @@ def _write_report(
     columns = [
         "variant",
         "auc",
+        "threshold",
         "accuracy",
         "worst_group_accuracy",
         "worst_group",
@@ -305,13 +376,15 @@ def _write_report(
         report.table(
             [{"variant": name, **row} for name, row in rows.items()],
             columns=columns,
-            caption="before: the model as trained; erased: LEACE between encoder and head; dfr: last layer retrained "
-            "on group-balanced erased latents (reference). Worst group: the worst (label, attribute) cell.",
+            caption="before: the model as trained; erased: LEACE between encoder and head (threshold 0.5); "
+            "erased_recalibrated: the same with the decision threshold that maximises balanced accuracy on the "
+            "calibration images (eraser.json); dfr: last layer retrained on group-balanced erased latents "
+            "(reference). Worst group: the worst (label, attribute) cell.",
         )
         keys = ("auc", "worst_group_accuracy", "probe_auc")
         fig = before_after_figure(
             {k: rows["before"][k] for k in keys},
-            {k: rows["erased"][k] for k in keys},
+            {k: rows["erased_recalibrated"][k] for k in keys},
             out_dir / f"before_after_{section}.png",
             labels=("before", f"{attribute} erased"),
         )

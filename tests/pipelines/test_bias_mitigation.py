@@ -47,6 +47,9 @@ def test_mitigation_erases_without_touching_the_model(
     torch.testing.assert_close(got.float(), expected, rtol=1e-5, atol=1e-5)
     assert json.loads((tmp_path / "metrics.json").read_text())["weights_unchanged"] == 1.0
     assert (tmp_path / "report.html").read_text().count("<table>") == 2
+    sidecar = json.loads((tmp_path / "eraser.json").read_text())
+    assert sidecar["attribute"] == "shortcut" and 0.0 <= sidecar["decision_threshold"] <= 1.0
+    assert m["test/erased_recalibrated/threshold"] == sidecar["decision_threshold"]
     assert (tmp_path / "before_after_test.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -86,3 +89,16 @@ def test_unknown_attribute_is_named(shortcut_run: tuple[Path, Path], tmp_path: P
     run, datalist = shortcut_run
     with pytest.raises(ValueError, match=r"attribute 'nope' is not in the 'validation' records"):
         mitigate(run, "nope", datalist, tmp_path, track=False, progress=False)
+
+
+def test_balanced_threshold_maximises_mean_of_tpr_and_tnr() -> None:
+    import numpy as np
+
+    from pipelines.bias_mitigation import balanced_threshold
+
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.01, 0.02, 0.03, 0.20, 0.04, 0.30])
+    # by hand: threshold 0.04 -> TPR 1, TNR 3/4 (balanced 0.875); 0.30 -> TPR 1/2, TNR 1 (0.75)
+    assert balanced_threshold(labels, scores) == 0.04
+    with pytest.raises(ValueError, match="needs both classes"):
+        balanced_threshold(np.array([1, 1]), np.array([0.2, 0.4]))
