@@ -1,7 +1,6 @@
 """The demo behind ``make demo``: phantoms → ingestion → self-supervised pretraining →
-semi-supervised fine-tuning with 10 % of the labels → test metrics and the MLflow UI command.
-
-Later workflows (explanations, audits) extend this one function.
+semi-supervised fine-tuning with 10 % of the labels → explanations of the test set → bias
+audit → test metrics, the reports and the MLflow UI command.
 """
 
 from __future__ import annotations
@@ -12,7 +11,10 @@ from collections import Counter
 from os import PathLike
 from pathlib import Path
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "MIN_AUDIT_IMAGES"]
+
+MIN_AUDIT_IMAGES = 40
+"""Test images below which the demo skips the bias audit (subgroups would be too small)."""
 
 
 def run_demo(
@@ -23,6 +25,7 @@ def run_demo(
     pretrain_epochs: int = 6,
     classify_epochs: int = 10,
     label_fraction: float = 0.1,
+    explain_images: int = 10,
 ) -> dict:
     """Run the end-to-end demo on a generated brain2d phantom cohort.
 
@@ -36,6 +39,7 @@ def run_demo(
         classify_epochs: epochs of fine-tuning (reconstruction on all images,
             classification on the labelled fraction).
         label_fraction: fraction of training labels kept.
+        explain_images: correctly classified test positives explained one by one.
 
     Returns:
         The summary dict that is also written to ``out/demo_summary.json``.
@@ -45,6 +49,9 @@ def run_demo(
     """
     from evaluation.cohort_figures import cohort_montage
     from phantoms.brain_cohort import PhantomConfig, generate_cohort
+    from pipelines.bias_audit import audit
+    from pipelines.explain import ExplainSettings
+    from pipelines.explain_dataset import explain_dataset
     from pipelines.ingest import ingest_folder
     from pipelines.training import train
     from pipelines.training_config import TrainConfig
@@ -57,11 +64,11 @@ def run_demo(
         )
     out_path = Path(out)
     started = time.perf_counter()
-    print(f"[1/5] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
+    print(f"[1/7] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
     cohort = generate_cohort(
         PhantomConfig(kind="brain2d", n=n, seed=seed), out_path / "cohort", progress=progress
     )
-    print(f"[2/5] ingesting {out_path / 'cohort' / 'images'} -> {out_path / 'ingest'}")
+    print(f"[2/7] ingesting {out_path / 'cohort' / 'images'} -> {out_path / 'ingest'}")
     ingest = ingest_folder(
         out_path / "cohort" / "images", out_path / "ingest", progress=progress, salt="demo"
     )
@@ -77,13 +84,13 @@ def run_demo(
         "tracking_uri": tracking_uri,
         "experiment": "medglass-demo",
     }
-    print(f"[3/5] self-supervised pretraining, {pretrain_epochs} epochs (patch erasing, all images)")
+    print(f"[3/7] self-supervised pretraining, {pretrain_epochs} epochs (patch erasing, all images)")
     train(
         TrainConfig(
             out_dir=out_path / "pretrain", mode="pretrain", epochs=pretrain_epochs, erase_prob=0.5, **common
         )
     )
-    print(f"[4/5] fine-tuning with {label_fraction:.0%} of the labels, {classify_epochs} epochs")
+    print(f"[4/7] fine-tuning with {label_fraction:.0%} of the labels, {classify_epochs} epochs")
     metrics = train(
         TrainConfig(
             out_dir=out_path / "classify",
@@ -94,7 +101,25 @@ def run_demo(
             **common,
         )
     )
-    print("[5/5] summary")
+    explain_dir, audit_dir = out_path / "explain", out_path / "audit"
+    print(f"[5/7] explaining the test set (traversals, counterfactuals, saliency maps) -> {explain_dir}")
+    explained = explain_dataset(
+        out_path / "classify",
+        out_path / "cohort" / "datalist.json",
+        explain_dir,
+        settings=ExplainSettings(max_images=explain_images),
+        progress=progress,
+    )
+    test_size = len(json.loads((out_path / "cohort" / "datalist.json").read_text()).get("test", []))
+    audited = None
+    if test_size >= MIN_AUDIT_IMAGES:
+        print(f"[6/7] bias audit of every attribute on the test set -> {audit_dir}")
+        audited = audit(
+            out_path / "classify", out_path / "cohort" / "datalist.json", audit_dir, progress=progress
+        )
+    else:
+        print(f"[6/7] bias audit skipped: {test_size} test images (needs {MIN_AUDIT_IMAGES})")
+    print("[7/7] summary")
 
     datalist = json.loads((out_path / "cohort" / "datalist.json").read_text())
     records = [r for section in ("training", "validation", "test") for r in datalist.get(section, [])]
@@ -116,11 +141,20 @@ def run_demo(
         "total_seconds": round(time.perf_counter() - started, 1),
         "montage": str(montage),
         "metrics_json": str(out_path / "classify" / "metrics.json"),
+        "explain_report": str(explained["report"]),
+        "cf_flip_rate": round(explained["metrics"]["cf_flip_rate"], 3)
+        if "cf_flip_rate" in explained["metrics"]
+        else None,
+        "audit_report": str(audited["report"]) if audited else None,
+        "audit_flagged": [a for a, f in audited["flags"].items() if f] if audited else None,
     }
     (out_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     print("\nmedglass demo summary")
     for key, value in summary.items():
         print(f"  {key:24s} {value}")
     print(f"\nsample images with lesion outlines: {montage}")
+    print(f"explanations: {explained['report']}")
+    if audited:
+        print(f"bias audit: {audited['report']}")
     print(f"review the runs:  .venv/bin/mlflow ui --backend-store-uri {tracking_uri}")
     return summary
