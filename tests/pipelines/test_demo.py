@@ -25,6 +25,9 @@ def test_demo_generates_ingests_and_summarises(tmp_path, capsys):
     ] == pytest.approx(summary["test_auc"], abs=1e-4)
     assert (tmp_path / "demo" / "explain" / "report.html").is_file()
     assert summary["explain_report"] == str(tmp_path / "demo" / "explain" / "report.html")
-    assert summary["audit_report"] is None and f"bias audit skipped: {summary['splits']['test']} test images" in out
+    assert (
+        summary["audit_report"] is None
+        and f"bias audit skipped: {summary['splits']['test']} test images" in out
+    )
     with pytest.raises(ValueError, match="n must be >= 10"):
         run_demo(tmp_path / "x", n=3)

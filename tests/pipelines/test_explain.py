@@ -98,3 +98,39 @@ def test_bad_settings_are_named() -> None:
         ExplainSettings(max_images=0)
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
         ExplainSettings(threshold=1.0)
+
+
+def test_explain_a_3d_volume_shows_mid_slices(tmp_path: Path) -> None:
+    import torch
+
+    from phantoms import PhantomConfig, generate_cohort
+    from pipelines.training import build_network
+    from pipelines.training_config import TrainConfig
+
+    cohort = tmp_path / "cohort"
+    generate_cohort(
+        PhantomConfig(kind="brain3d", n=6, seed=2, size=16, image_format="nifti"), cohort, progress=False
+    )
+    config = TrainConfig(
+        datalist=cohort / "datalist.json", out_dir=tmp_path / "run", spatial_size=(16, 16, 16), latent_dim=4
+    )
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text(json.dumps(config.to_json()))
+    torch.manual_seed(0)
+    torch.save({"model": build_network(config).state_dict()}, tmp_path / "run" / "best.pt")
+    record = next(
+        r for r in json.loads((cohort / "datalist.json").read_text())["training"] if r["label"] == 1
+    )
+    result = explain_image(
+        tmp_path / "run",
+        cohort / record["image"],
+        tmp_path / "out",
+        mask=cohort / record["mask"],
+        settings=ExplainSettings(traversal_dims=2, cf_max_steps=10),
+        track=False,
+        progress=False,
+    )
+    _check_report(tmp_path / "out")
+    assert {f"{m}_topk_iou" for m in METHODS} <= set(result["metrics"])
+    with Image.open(tmp_path / "out" / "maps.png") as im:  # three mid-slices per panel: wider than tall
+        assert im.width > im.height
