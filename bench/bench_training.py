@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phantoms import PhantomConfig, generate_cohort  # noqa: E402
 from pipelines.datalists import load_datalist, mask_labels  # noqa: E402
-from pipelines.training import build_transforms, train  # noqa: E402
+from pipelines.training import build_transforms, resolve_intensity_range, train  # noqa: E402
 from pipelines.training_config import TrainConfig  # noqa: E402
 
 GLASSBOX = ("tiny", "small", "base")
@@ -94,6 +94,7 @@ def train_baseline(
     records = load_datalist(datalist, "training")
     records = [{"image": r["image"], "label": r["label"]} for r in records if int(r["label"]) >= 0]
     cfg = _config(datalist, out, epochs, batch_size, lr, seed)
+    resolve_intensity_range(cfg, records)  # the same dataset-level scaling as the GlassBox runs
     train_loader = DataLoader(
         Dataset(records, build_transforms(cfg, True)), batch_size=batch_size, shuffle=True
     )
@@ -178,37 +179,65 @@ def main() -> None:
     parser.add_argument("--n-val", type=int, default=250)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the rows already in OUT/results.json (same data and settings) and train only the rest",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    work = Path(args.out or tempfile.mkdtemp(prefix="medglass-bench-"))
+    work = Path(args.out or tempfile.mkdtemp(prefix="medglass-bench-")).resolve()
     datalist, phantom = make_cohort(work / "cohort", args.n_train, args.n_val, args.n_test, args.seed, 0.5)
+    results = work / "results.json"
+    settings = {
+        k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "n_train", "n_val", "n_test")
+    }
     rows: dict[str, dict] = {}
+    if args.resume and results.is_file():
+        saved = json.loads(results.read_text())
+        if saved.get("settings") != settings:
+            raise SystemExit(f"--resume: {results} was made with {saved.get('settings')}, not {settings}")
+        rows = saved["rows"]
+
+    def record(name: str, row: dict) -> None:
+        """Keep each finished row on disk at once: a crash later loses nothing already measured."""
+        rows[name] = {**row, "threads": args.threads}
+        results.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
+
     for name in args.models:
+        if name in rows:
+            continue
         print(f"training {name} ...", file=sys.stderr, flush=True)
         if name in BASELINES:
             start = time.perf_counter()
-            rows[name] = train_baseline(
+            row = train_baseline(
                 name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed
             )
-            rows[name]["wall_s"] = time.perf_counter() - start
+            row["wall_s"] = time.perf_counter() - start
+            record(name, row)
         else:
-            rows[name] = train_glassbox(
-                name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed
+            record(
+                name,
+                train_glassbox(name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed),
             )
-    if args.label_efficiency:
-        size = args.label_efficiency
+    size = args.label_efficiency
+    if size and f"{size} 10% semi-sup" not in rows:
         print(f"label efficiency ({size}) ...", file=sys.stderr, flush=True)
-        rows[f"{size} 10% semi-sup"] = train_glassbox(
-            size,
-            datalist,
-            work / "semi",
-            args.epochs,
-            args.batch_size,
-            args.lr,
-            args.seed,
-            label_fraction=0.1,
+        record(
+            f"{size} 10% semi-sup",
+            train_glassbox(
+                size,
+                datalist,
+                work / "semi",
+                args.epochs,
+                args.batch_size,
+                args.lr,
+                args.seed,
+                label_fraction=0.1,
+            ),
         )
+    if size and f"{size} 10% alone" not in rows:
         subset = [
             r for r in mask_labels(load_datalist(datalist, "training"), 0.1, args.seed) if r["label"] >= 0
         ]
@@ -218,13 +247,14 @@ def main() -> None:
         sub_list.write_text(
             json.dumps(
                 {
-                    name: [{"image": str(r["image"]), "label": r["label"]} for r in recs]
+                    name: [{"image": str(Path(r["image"]).resolve()), "label": r["label"]} for r in recs]
                     for name, recs in sections.items()
                 }
             )
         )
-        rows[f"{size} 10% alone"] = train_glassbox(
-            size, sub_list, work / "alone", args.epochs, args.batch_size, args.lr, args.seed
+        record(
+            f"{size} 10% alone",
+            train_glassbox(size, sub_list, work / "alone", args.epochs, args.batch_size, args.lr, args.seed),
         )
 
     print("\nphantom parameters:", json.dumps({k: v for k, v in phantom.items() if k not in ("n", "seed")}))

@@ -82,12 +82,16 @@ class LatentCodes:
         return len(self.ids)
 
 
-def model_input_transforms(spatial_size: Sequence[int], mask: bool = False) -> Compose:
+def model_input_transforms(
+    spatial_size: Sequence[int], mask: bool = False, intensity_range: Sequence[float] | None = None
+) -> Compose:
     """Loading + the training preprocessing of ``image`` (and ``mask``, resized the same way).
 
     Args:
         spatial_size: the network's input size.
         mask: also load and preprocess ``mask`` (nearest-neighbour, never intensity-scaled).
+        intensity_range: the training run's dataset-level intensity range
+            (``TrainedModel.intensity_range``); ``None``: per-image percentiles.
 
     Returns:
         A MONAI ``Compose`` for ``{"image": path[, "mask": path]}`` records.
@@ -100,12 +104,16 @@ def model_input_transforms(spatial_size: Sequence[int], mask: bool = False) -> C
             spatial_size=tuple(spatial_size),
             channels=1,
             mask_keys=(Keys.MASK.value,) if mask else (),
+            intensity_range=None if intensity_range is None else tuple(intensity_range),
         )
     )
 
 
 def load_model_input(
-    image: str | PathLike, spatial_size: Sequence[int], mask: str | PathLike | None = None
+    image: str | PathLike,
+    spatial_size: Sequence[int],
+    mask: str | PathLike | None = None,
+    intensity_range: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One image (and its mask) as the network sees it.
 
@@ -113,6 +121,7 @@ def load_model_input(
         image: an image file (DICOM, NIfTI, PNG, ...).
         spatial_size: the network's input size.
         mask: optional lesion mask file of the same image.
+        intensity_range: see :func:`model_input_transforms`.
 
     Returns:
         ``(image (1, 1, *spatial_size), mask (*spatial_size) bool or None)``.
@@ -123,7 +132,7 @@ def load_model_input(
     record = {Keys.IMAGE.value: str(image)}
     if mask is not None:
         record[Keys.MASK.value] = str(mask)
-    out = model_input_transforms(spatial_size, mask=mask is not None)(record)
+    out = model_input_transforms(spatial_size, mask=mask is not None, intensity_range=intensity_range)(record)
     x = torch.as_tensor(out[Keys.IMAGE.value]).float().unsqueeze(0)
     m = torch.as_tensor(out[Keys.MASK.value])[0] > 0 if mask is not None else None
     return x, m
@@ -165,7 +174,10 @@ def encode_records(
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
     items = [{Keys.IMAGE.value: r[Keys.IMAGE.value], "index": i} for i, r in enumerate(records)]
     transform = Compose(
-        [model_input_transforms(trained.spatial_size), SelectItemsd([Keys.IMAGE.value, "index"])]
+        [
+            model_input_transforms(trained.spatial_size, intensity_range=trained.intensity_range),
+            SelectItemsd([Keys.IMAGE.value, "index"]),
+        ]
     )
     loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=num_workers)
     network = trained.network.eval()

@@ -67,6 +67,12 @@ class TrainedModel:
         return tuple(int(s) for s in self.config.spatial_size)
 
     @property
+    def intensity_range(self) -> tuple[float, float] | None:
+        """The dataset-level intensity range of training, or ``None`` (per-image percentiles)."""
+        value = self.config.intensity_range
+        return None if value is None else (float(value[0]), float(value[1]))
+
+    @property
     def device(self) -> torch.device:
         """Where the network's weights are."""
         return next(self.network.parameters()).device

@@ -224,7 +224,7 @@ def explain_image(
     trained = load_trained_model(model)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    x, m = load_model_input(image, trained.spatial_size, mask=mask)
+    x, m = load_model_input(image, trained.spatial_size, mask=mask, intensity_range=trained.intensity_range)
     sigma, kl, sigma_source = _latent_scale(trained, settings, progress)
     with torch.no_grad():
         outputs = trained.network(x)

@@ -170,7 +170,12 @@ def explain_dataset(
     examples: list[tuple[int, torch.Tensor, CounterfactualResult, dict, torch.Tensor | None]] = []
     for i in tqdm(true_pos, desc="explaining", disable=not progress, leave=False):
         record = codes.records[i]
-        x, m = load_model_input(record["image"], trained.spatial_size, mask=record.get("mask"))
+        x, m = load_model_input(
+            record["image"],
+            trained.spatial_size,
+            mask=record.get("mask"),
+            intensity_range=trained.intensity_range,
+        )
         cf, maps, image_scores = image_explanations(trained, x, settings, sigma, m)
         per_image.append(image_scores)
         flips.append(cf.flipped)

@@ -61,6 +61,7 @@ from pipelines.training_config import TrainConfig, resolve_tracking_uri
 from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
 from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, load_pretrained
 from transforms.image_loading import LoadMedicalImaged
+from transforms.intensity_range import check_intensity_range, dataset_intensity_range
 from transforms.keys import Keys
 from transforms.patch_erasing import RandPatchErased
 from transforms.preprocessing import preprocessing_transforms
@@ -106,7 +107,9 @@ def build_transforms(config: TrainConfig, training: bool) -> Compose:
         A MONAI ``Compose`` for records with ``image`` (and ``label``).
     """
     chain: list[Transform] = [LoadMedicalImaged(Keys.IMAGE.value)]
-    chain += preprocessing_transforms(Keys.IMAGE.value, spatial_size=config.spatial_size, channels=1)
+    chain += preprocessing_transforms(
+        Keys.IMAGE.value, spatial_size=config.spatial_size, channels=1, intensity_range=config.intensity_range
+    )
     chain.append(CopyItemsd(Keys.IMAGE.value, times=1, names=TARGET_KEY))
     if training and config.erase_prob > 0:
         chain += [
@@ -120,6 +123,41 @@ def build_transforms(config: TrainConfig, training: bool) -> Compose:
             DeleteItemsd(Keys.ERASED_BOXES.value),  # box counts vary: they would not collate
         ]
     return Compose(chain)
+
+
+def resolve_intensity_range(config: TrainConfig, train_records: list[dict], verbose: bool = True) -> None:
+    """Fill ``config.intensity_range`` in place when ``intensity="dataset"`` and none is set.
+
+    A fine-tuning run (``pretrained``) takes the range its pretraining run stored in the
+    ``config.json`` beside the checkpoint, so that the encoder sees inputs scaled as it learned
+    them; otherwise the range is computed from the training images
+    (:func:`transforms.intensity_range.dataset_intensity_range`, seeded by ``config.seed``).
+
+    Args:
+        config: the run's settings (changed in place).
+        train_records: the training records (``image`` paths).
+        verbose: print the range and where it came from to stderr.
+    """
+    if config.intensity != "dataset" or config.intensity_range is not None:
+        return
+    source = None
+    if config.pretrained is not None:
+        sibling = Path(config.pretrained).parent / "config.json"
+        if sibling.is_file():
+            try:
+                stored = json.loads(sibling.read_text()).get("intensity_range")
+            except (OSError, ValueError):
+                stored = None
+            if stored is not None:
+                config.intensity_range = check_intensity_range(stored, f"{sibling}: intensity_range")
+                source = f"from the pretraining run ({sibling})"
+    if config.intensity_range is None:
+        images = [r[Keys.IMAGE.value] for r in train_records]
+        config.intensity_range = dataset_intensity_range(images, seed=config.seed)
+        source = f"0.5th/99.5th percentiles of {min(len(images), 200)} training images"
+    if verbose:
+        lo, hi = config.intensity_range
+        print(f"intensity range {lo:.6g} .. {hi:.6g} ({source})", file=sys.stderr)
 
 
 def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
@@ -215,6 +253,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     if config.mode == "classify" and all(r[Keys.LABEL.value] == UNLABELLED for r in train_records):
         raise ValueError(f"datalist {config.datalist}: no labelled training record (classify mode)")
 
+    resolve_intensity_range(config, train_records, verbose=ctx.is_main)
     device = ctx.device
     network = build_network(config).to(device)
     result: dict[str, float] = {}

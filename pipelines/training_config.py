@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -16,16 +17,52 @@ from pathlib import Path
 from typing import Any
 
 from networks.presets import SIZE_PRESETS
+from transforms.intensity_range import check_intensity_range
 
-__all__ = ["TrainConfig", "MODES", "DEFAULT_TRACKING_URI", "resolve_tracking_uri"]
+__all__ = [
+    "TrainConfig",
+    "MODES",
+    "INTENSITY_MODES",
+    "DEFAULT_TRACKING_URI",
+    "resolve_tracking_uri",
+    "run_intensity_range",
+]
 
 MODES = ("pretrain", "classify")
+INTENSITY_MODES = ("dataset", "image")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
     """The MLflow tracking URI to use: ``$MLFLOW_TRACKING_URI`` if set, else ``uri``, else the default."""
     return os.environ.get("MLFLOW_TRACKING_URI") or uri or DEFAULT_TRACKING_URI
+
+
+def run_intensity_range(run_dir: str | os.PathLike) -> tuple[float, float] | None:
+    """The intensity range a training run stored in its ``config.json`` (for bundle configs).
+
+    Args:
+        run_dir: the training run folder (``output_dir`` of the bundles).
+
+    Returns:
+        ``(a_min, a_max)``, or ``None`` when the folder has no ``config.json`` or the run scaled
+        each image by its own percentiles.
+
+    Raises:
+        ValueError: ``config.json`` exists but is not valid JSON, or holds an invalid range.
+
+    Example:
+        >>> run_intensity_range("/nonexistent") is None
+        True
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text()).get("intensity_range")
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return None if stored is None else check_intensity_range(stored, f"{path}: intensity_range")
 
 
 def _is_int(value: Any) -> bool:
@@ -66,6 +103,12 @@ class TrainConfig:
         freeze_encoder: don't train the encoding path (encoder, attention, latent).
         erase_prob: probability of random patch erasing on a training input (context modelling;
             the loss compares with the unerased image).
+        intensity: ``"dataset"``: scale every image by one intensity range, the 0.5th/99.5th
+            percentiles pooled over the training images (computed when training starts and
+            stored as ``intensity_range``; see :mod:`transforms.intensity_range` for why);
+            ``"image"``: per-image 0.5th/99.5th percentiles.
+        intensity_range: ``(a_min, a_max)`` mapped to 0 and 1 (with ``intensity="dataset"``);
+            ``None`` until training computes it, or a fixed range to use as given.
         early_stop_patience: validations without improvement before stopping (0: never stop).
         seed: seed of MONAI's ``set_determinism`` and of the label masking.
         num_workers: data-loader workers.
@@ -104,6 +147,8 @@ class TrainConfig:
     pretrained: str | Path | None = None
     freeze_encoder: bool = False
     erase_prob: float = 0.0
+    intensity: str = "dataset"
+    intensity_range: tuple[float, float] | None = None
     early_stop_patience: int = 0
     seed: int = 0
     num_workers: int = 0
@@ -156,6 +201,15 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
+        if self.intensity_range is not None:
+            if self.intensity != "dataset":
+                raise ValueError(
+                    f"intensity_range needs intensity='dataset', got intensity={self.intensity!r} "
+                    f"with intensity_range={self.intensity_range!r}"
+                )
+            self.intensity_range = check_intensity_range(self.intensity_range)
         if self.mode == "classify" and self.label_fraction == 0:
             raise ValueError("label_fraction must be > 0 in classify mode, got 0 (use mode='pretrain')")
         if self.pretrained is not None and not self.pretrained.is_file():
@@ -211,8 +265,11 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {unknown}")
         values = dict(data)
-        if isinstance(values.get("spatial_size"), list):
-            values["spatial_size"] = tuple(values["spatial_size"])
+        for name in ("spatial_size", "intensity_range"):
+            if isinstance(values.get(name), list):
+                values[name] = tuple(values[name])
+        if "intensity" not in values:  # written before the dataset-level range existed
+            values["intensity"] = "image"
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -18,12 +18,14 @@ from monai.transforms import (
     MapTransform,
     Resized,
     ResizeWithPadOrCropd,
+    ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Transform,
 )
 from monai.utils import ensure_tuple
 
 from transforms.intensity import CTWindowd, ToGreyd, resolve_ct_window
+from transforms.intensity_range import check_intensity_range
 from transforms.keys import Keys
 
 __all__ = ["CheckSpatialDimsd", "preprocessing_transforms"]
@@ -82,13 +84,15 @@ def preprocessing_transforms(
     channels: int = 1,
     window: str | tuple[float, float] | None = None,
     percentiles: tuple[float, float] = (0.5, 99.5),
+    intensity_range: tuple[float, float] | None = None,
     mask_keys: KeysCollection = (),
 ) -> list[Transform]:
     """Build the preprocessing chain for loaded, channel-first images (and their masks).
 
     In order: :class:`CheckSpatialDimsd`; :class:`~transforms.intensity.ToGreyd` on ``keys``
     when ``channels == 1``; intensity scaling of ``keys`` to [0, 1] —
-    :class:`~transforms.intensity.CTWindowd` when ``window`` is given, else MONAI
+    :class:`~transforms.intensity.CTWindowd` when ``window`` is given, MONAI ``ScaleIntensityRanged``
+    when ``intensity_range`` is given (unclipped), else MONAI
     ``ScaleIntensityRangePercentilesd(lower, upper, b_min=0, b_max=1, clip=True)``; MONAI
     ``Resized(spatial_size=max(spatial_size), size_mode="longest")`` (keeps the aspect ratio;
     images bilinear/trilinear with anti-aliasing, masks ``"nearest-exact"`` so they stay
@@ -104,7 +108,11 @@ def preprocessing_transforms(
         window: CT window, a preset name (see :data:`transforms.intensity.CT_WINDOW_PRESETS`) or
             ``(center, width)`` in HU; ``None`` scales by percentiles instead.
         percentiles: ``(lower, upper)`` percentiles mapped to 0 and 1 (clipped) when ``window``
-            is None.
+            and ``intensity_range`` are None.
+        intensity_range: ``(a_min, a_max)`` mapped to 0 and 1 for every image alike, *not*
+            clipped (MONAI ``ScaleIntensityRanged``), instead of per-image percentiles: the
+            dataset-level range training computes (see :mod:`transforms.intensity_range`, which
+            explains why per-image scaling can hide small bright findings).
         mask_keys: mask/label-map keys: resized with nearest interpolation and padded, never
             intensity-scaled or converted to grey.
 
@@ -137,6 +145,9 @@ def preprocessing_transforms(
     if isinstance(channels, bool) or channels not in (1, 3):
         raise ValueError(f"channels must be 1 (convert to grey) or 3 (keep RGB), got {channels!r}")
     lower, upper = _check_percentiles(percentiles)
+    if window is not None and intensity_range is not None:
+        raise ValueError(f"give window or intensity_range, not both; got {window!r} and {intensity_range!r}")
+    fixed = None if intensity_range is None else check_intensity_range(intensity_range)
     ndim = len(size)
     all_keys = image_keys + masks
 
@@ -146,6 +157,8 @@ def preprocessing_transforms(
     if window is not None:
         center, width = resolve_ct_window(window)
         chain.append(CTWindowd(image_keys, center=center, width=width))
+    elif fixed is not None:
+        chain.append(ScaleIntensityRanged(image_keys, a_min=fixed[0], a_max=fixed[1], b_min=0.0, b_max=1.0))
     else:
         chain.append(
             ScaleIntensityRangePercentilesd(

@@ -160,8 +160,13 @@ def test_pretrain_evaluate_matches_hand_computed_mse(trained: dict) -> None:
     metrics = run_bundle("glassbox_pretrain", "evaluate", trained["pre"])
     net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).eval()
     net.load_state_dict(torch.load(out / "best.pt", weights_only=True))
+    stored = json.loads((out / "config.json").read_text())["intensity_range"]
+    assert stored is not None and stored[0] < stored[1]  # the range training computed
     chain = Compose(
-        [LoadMedicalImaged("image"), *preprocessing_transforms("image", spatial_size=(SIZE, SIZE))]
+        [
+            LoadMedicalImaged("image"),
+            *preprocessing_transforms("image", spatial_size=(SIZE, SIZE), intensity_range=tuple(stored)),
+        ]
     )
     datalist = out / "cohort" / "datalist.json"
     test = json.loads(datalist.read_text())["test"]
@@ -252,7 +257,7 @@ def test_inference_with_an_eraser_changes_only_what_the_head_sees(trained: dict,
     assert plain.keys() == erased.keys()
     wrapped = ErasedClassifier(model.network, LatentEraser.load(eraser_file)).eval()
     for name in list(erased)[:3]:
-        x, _ = load_model_input(name, (SIZE, SIZE))
+        x, _ = load_model_input(name, (SIZE, SIZE), intensity_range=model.intensity_range)
         with torch.no_grad():
             expected = torch.softmax(wrapped(x).float(), dim=1)[0].numpy()
         np.testing.assert_allclose(erased[name], expected, atol=1e-5)

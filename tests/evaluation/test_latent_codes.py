@@ -24,7 +24,9 @@ def test_encode_datalist_matches_the_network_image_by_image(untrained_run: Path,
     assert codes.attribute("site") == [r["attributes"]["site"] for r in records]
     np.testing.assert_allclose(codes.probs.sum(axis=1), 1.0, rtol=1e-9)
     for i in (0, len(records) - 1):  # one image at a time gives the same row
-        x, _ = load_model_input(records[i]["image"], trained.spatial_size)
+        x, _ = load_model_input(
+            records[i]["image"], trained.spatial_size, intensity_range=trained.intensity_range
+        )
         with torch.no_grad():
             out = trained.network(x)
         np.testing.assert_allclose(codes.mu[i], out["mu"][0].numpy(), rtol=1e-4, atol=1e-5)

@@ -404,3 +404,42 @@ def test_training_throughput_counts_every_training_image(runs: dict, cohort: Pat
     epochs_run = metrics["epochs_completed"] - metrics["start_epoch"]
     assert 0 < metrics["train_seconds"]
     assert metrics["train_img_s"] * metrics["train_seconds"] == pytest.approx(n_train * epochs_run)
+
+
+def test_training_stores_the_dataset_intensity_range_and_fine_tuning_inherits_it(
+    runs: dict, cohort: Path
+) -> None:
+    from pipelines.datalists import load_datalist
+    from transforms.intensity_range import dataset_intensity_range
+
+    images = [r["image"] for r in load_datalist(cohort, "training")]
+    expected = dataset_intensity_range(images, seed=0)
+    pre = json.loads((runs["root"] / "pre" / "config.json").read_text())
+    cls = json.loads((runs["root"] / "cls" / "config.json").read_text())
+    assert pre["intensity"] == "dataset" and pre["intensity_range"] == pytest.approx(expected)
+    assert cls["intensity_range"] == pre["intensity_range"]  # taken from the pretraining run
+    assert TrainConfig.from_json(cls).intensity_range == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"intensity": "volume"}, r"intensity must be one of \('dataset', 'image'\), got 'volume'"),
+        ({"intensity_range": (1.0, 1.0)}, r"intensity_range must be \(a_min, a_max\).*got \(1.0, 1.0\)"),
+        ({"intensity_range": "0,1"}, r"intensity_range must be \(a_min, a_max\)"),
+        (
+            {"intensity": "image", "intensity_range": (0, 1)},
+            r"intensity_range needs intensity='dataset', got intensity='image'",
+        ),
+    ],
+)
+def test_config_rejects_bad_intensity_settings(change: dict, message: str, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", **change)
+
+
+def test_config_written_before_the_dataset_range_reads_as_per_image(tmp_path: Path) -> None:
+    old = TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out").to_json()
+    del old["intensity"], old["intensity_range"]
+    again = TrainConfig.from_json(old)
+    assert again.intensity == "image" and again.intensity_range is None
