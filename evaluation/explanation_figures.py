@@ -244,7 +244,7 @@ def counterfactual_figure(
     vmin, vmax = np.nanmin(stacked), np.nanmax(stacked)
     diff = _view(_first_channel(result.diff_map, spatial_dims, "diff_map"))
     limit = _symmetric_limit(diff)
-    cols = max(4, len(steps))
+    cols = max(5, len(steps))  # column 4 of the top row stays free for the colour bar
     width, height = _panel_size(diff, 1.2)
     fig = Figure(figsize=(0.8 + width * cols, 1.2 + height * 2), layout="constrained")
     axes = fig.subplots(2, cols, squeeze=False)
@@ -259,8 +259,11 @@ def counterfactual_figure(
         ax.set_title(label, fontsize=8)
     shown = axes[0, 3].imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit)
     axes[0, 3].set_title("counterfactual − recon", fontsize=8)
-    # an inset colour bar: a layout-managed one would widen column 3 of the step strip too
-    fig.colorbar(shown, cax=axes[0, 3].inset_axes((1.04, 0.1, 0.06, 0.8)))
+    # an inset colour bar kept out of the layout (it would widen column 3 of the step strip
+    # too), drawn over the free top-row slot to the right of the difference map
+    cax = axes[0, 3].inset_axes((1.04, 0.1, 0.06, 0.8))
+    cax.set_in_layout(False)
+    fig.colorbar(shown, cax=cax)
     for ax, step, view in zip(axes[1], steps, strip, strict=False):
         ax.imshow(view, cmap="gray", vmin=vmin, vmax=vmax)
         ax.set_title(f"step {step}\np = {probs[step]:.2f}", fontsize=7)
