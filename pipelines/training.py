@@ -57,11 +57,11 @@ from pipelines.distributed import (
 )
 from pipelines.engine_steps import TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainStep
 from pipelines.mlflow_tracking import RunTracker
-from pipelines.training_config import TrainConfig, resolve_tracking_uri
+from pipelines.training_config import TrainConfig, resolve_tracking_uri, run_intensity_range
 from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
 from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, load_pretrained
 from transforms.image_loading import LoadMedicalImaged
-from transforms.intensity_range import check_intensity_range, dataset_intensity_range
+from transforms.intensity_range import dataset_intensity_range
 from transforms.keys import Keys
 from transforms.patch_erasing import RandPatchErased
 from transforms.preprocessing import preprocessing_transforms
@@ -137,20 +137,18 @@ def resolve_intensity_range(config: TrainConfig, train_records: list[dict], verb
         config: the run's settings (changed in place).
         train_records: the training records (``image`` paths).
         verbose: print the range and where it came from to stderr.
+
+    Raises:
+        ValueError: the pretraining run's ``config.json`` is not valid JSON or holds an invalid
+            range (naming the file).
     """
     if config.intensity != "dataset" or config.intensity_range is not None:
         return
     source = None
     if config.pretrained is not None:
-        sibling = Path(config.pretrained).parent / "config.json"
-        if sibling.is_file():
-            try:
-                stored = json.loads(sibling.read_text()).get("intensity_range")
-            except (OSError, ValueError):
-                stored = None
-            if stored is not None:
-                config.intensity_range = check_intensity_range(stored, f"{sibling}: intensity_range")
-                source = f"from the pretraining run ({sibling})"
+        run_dir = Path(config.pretrained).parent
+        config.intensity_range = run_intensity_range(run_dir)  # None when the run has none
+        source = f"from the pretraining run's {run_dir / 'config.json'}"
     if config.intensity_range is None:
         images = [r[Keys.IMAGE.value] for r in train_records]
         config.intensity_range = dataset_intensity_range(images, seed=config.seed)

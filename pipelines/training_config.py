@@ -96,8 +96,8 @@ class TrainConfig:
         c_steps: iterations to reach ``c_max``.
         ce_weight: weight of the cross-entropy term in ``classify`` mode. The reconstruction
             error is summed over pixels (~40 per 64×64 image), so CE needs a large weight to
-            shape the latent: on brain2d 2,000/500, 8 epochs, tiny reached test AUC 0.79 with
-            100, 0.84 with 1000 (= DenseNet121's 0.84) and 0.83 with 5000; default 1000.
+            shape the latent: on brain2d 2,000/500, 8 epochs (per-image intensity scaling), tiny
+            reached test AUC 0.79 with 100, 0.84 with 1000 and 0.83 with 5000; default 1000.
         label_fraction: fraction of training labels kept (stratified), the rest set to -1.
         pretrained: checkpoint whose encoder/latent/decoder weights initialise the network.
         freeze_encoder: don't train the encoding path (encoder, attention, latent).
