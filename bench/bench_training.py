@@ -36,10 +36,21 @@ BASELINES = ("densenet121", "resnet18")
 
 
 def make_cohort(
-    out: Path, n_train: int, n_val: int, n_test: int, seed: int, marker: float
+    out: Path,
+    n_train: int,
+    n_val: int,
+    n_test: int,
+    seed: int,
+    marker: float,
+    lesion_contrast: tuple[float, float] | None = None,
 ) -> tuple[Path, dict]:
-    """Generate the benchmark cohort; returns its datalist and the phantom config used."""
+    """Generate the benchmark cohort; returns its datalist and the phantom config used.
+
+    ``lesion_contrast`` overrides the default ``PhantomConfig.lesion_contrast_range`` (to try a
+    difficulty before making it the default).
+    """
     n = n_train + n_val + n_test
+    extra = {"lesion_contrast_range": tuple(lesion_contrast)} if lesion_contrast else {}
     config = PhantomConfig(
         kind="brain2d",
         n=n,
@@ -47,6 +58,7 @@ def make_cohort(
         size=64,
         marker_correlation=marker,
         split_fractions=(n_train / n, n_val / n, n_test / n),
+        **extra,
     )
     generate_cohort(config, out, progress=False)
     return out / "datalist.json", asdict(config)
@@ -130,6 +142,8 @@ def train_baseline(
         if auc > best:
             best, best_state = auc, {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(best_state, out / "best_state.pt")  # kept for later analyses of the same model
     return {
         "best_val_auc": best,
         "test_auc": evaluate("test"),
@@ -180,6 +194,14 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--out", default=None, help="work folder (default: a temporary one)")
     parser.add_argument(
+        "--lesion-contrast",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="lesion contrast range of the cohort (default: PhantomConfig's)",
+    )
+    parser.add_argument(
         "--resume",
         action="store_true",
         help="keep the rows already in OUT/results.json (same data and settings) and train only the rest",
@@ -188,11 +210,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     work = Path(args.out or tempfile.mkdtemp(prefix="medglass-bench-")).resolve()
-    datalist, phantom = make_cohort(work / "cohort", args.n_train, args.n_val, args.n_test, args.seed, 0.5)
+    datalist, phantom = make_cohort(
+        work / "cohort", args.n_train, args.n_val, args.n_test, args.seed, 0.5, args.lesion_contrast
+    )
     results = work / "results.json"
     settings = {
         k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "n_train", "n_val", "n_test")
     }
+    settings["lesion_contrast_range"] = list(phantom["lesion_contrast_range"])
     rows: dict[str, dict] = {}
     if args.resume and results.is_file():
         saved = json.loads(results.read_text())

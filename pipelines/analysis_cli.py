@@ -100,6 +100,7 @@ def _cmd_mitigate(args: argparse.Namespace) -> int:
         args.out,
         calibration_section=args.calibration_section,
         sections=args.sections,
+        conditional=args.conditional,
         track=not args.no_mlflow,
         progress=not args.no_progress,
     )
@@ -160,7 +161,14 @@ def add_analysis_commands(sub: Any) -> None:
     mitigate.add_argument(
         "--calibration-section",
         default="validation",
-        help="section the eraser is fitted on (default validation)",
+        nargs="+",
+        help="held-out section(s) the eraser is fitted on (default validation)",
+    )
+    mitigate.add_argument(
+        "--conditional",
+        action="store_true",
+        help="erase the attribute within each label (keeps the disease information a shortcut shares "
+        "with the label; see README)",
     )
     mitigate.add_argument(
         "--sections",

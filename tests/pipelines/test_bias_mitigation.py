@@ -102,3 +102,26 @@ def test_balanced_threshold_maximises_mean_of_tpr_and_tnr() -> None:
     assert balanced_threshold(labels, scores) == 0.04
     with pytest.raises(ValueError, match="needs both classes"):
         balanced_threshold(np.array([1, 1]), np.array([0.2, 0.4]))
+
+
+def test_cli_conditional_erasure_on_several_sections_warns_about_training_images(
+    shortcut_run: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pipelines.cli import main
+
+    run, datalist = shortcut_run
+    args = ["mitigate", "--model", str(run), "--attribute", "shortcut", "--datalist", str(datalist)]
+    args += ["--calibration-section", "training", "validation", "--conditional", "--sections", "test"]
+    with caplog.at_level("WARNING", logger="medglass.mitigate"):
+        code = main([*args, "--out", str(tmp_path), "--no-mlflow", "--no-progress"])
+    assert code == 0
+    sidecar = json.loads((tmp_path / "eraser.json").read_text())
+    assert sidecar["conditional_on_label"] is True
+    assert sidecar["calibration_sections"] == ["training", "validation"]
+    assert any("'training' section" in r.getMessage() for r in caplog.records)
+    with caplog.at_level("WARNING", logger="medglass.mitigate"):
+        caplog.clear()
+        mitigate(
+            run, "shortcut", datalist, tmp_path / "held_out", sections=["test"], track=False, progress=False
+        )
+    assert not any("'training' section" in r.getMessage() for r in caplog.records)
