@@ -65,6 +65,8 @@ class GlassBoxNet(nn.Module):
         upsample: decoder upsampling, ``"resize"`` (default) or ``"deconv"``.
         sample_in_eval: draw ``z`` from the posterior in eval mode too (default: ``z = mu``).
         upsample_attention: return the attention map at input size instead of feature size.
+        latent_max_pool: the latent layer also reads each gated feature channel's global
+            maximum (default; see :class:`~networks.latent.GaussianLatent`).
 
     Raises:
         TypeError: if an integer argument is not an int.
@@ -99,6 +101,7 @@ class GlassBoxNet(nn.Module):
         upsample: str = "resize",
         sample_in_eval: bool = False,
         upsample_attention: bool = False,
+        latent_max_pool: bool = True,
     ) -> None:
         super().__init__()
         _check_int("spatial_dims", spatial_dims, 1)
@@ -143,7 +146,12 @@ class GlassBoxNet(nn.Module):
         )
         self.attention = SpatialAttention(spatial_dims, self.encoder.out_channels, preset.attention_channels)
         self.latent = GaussianLatent(
-            spatial_dims, self.encoder.out_channels, feature_size, preset.proj_channels, latent_dim
+            spatial_dims,
+            self.encoder.out_channels,
+            feature_size,
+            preset.proj_channels,
+            latent_dim,
+            global_max=bool(latent_max_pool),
         )
         self.decoder = LatentDecoder(
             spatial_dims,
