@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from phantoms import SHIFTED_SECTION, generate_shortcut_cohort  # noqa: E402
+from phantoms import SHIFTED_SECTION, PhantomConfig, generate_shortcut_cohort  # noqa: E402
 from pipelines.bias_audit import audit  # noqa: E402
 from pipelines.bias_mitigation import mitigate  # noqa: E402
 from pipelines.training import train  # noqa: E402
@@ -50,6 +50,7 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
             shifted_correlation=0.1,
             n_shifted=args.n_shifted,
             progress=False,
+            **({"lesion_contrast_range": tuple(args.lesion_contrast)} if args.lesion_contrast else {}),
         )
     datalist = cohort / "datalist.json"
     model = work / f"model_{tag}"
@@ -126,6 +127,14 @@ def main() -> None:
     parser.add_argument("--n-shifted", type=int, default=400)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--permutations", type=int, default=1000)
+    parser.add_argument(
+        "--lesion-contrast",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="lesion contrast range of both cohorts (default: PhantomConfig's)",
+    )
     parser.add_argument("--out", default="runs/bench_bias")
     parser.add_argument(
         "--calibration",
@@ -152,8 +161,10 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             # every finished run is kept at once: a crash later loses nothing already measured
             (work / "results.json").write_text(json.dumps(rows, indent=1))
+    contrast = args.lesion_contrast or PhantomConfig().lesion_contrast_range
     print(
-        f"\n{len(rows)} runs in {time.perf_counter() - start:.0f} s; main cohort n={args.n}, epochs={args.epochs}"
+        f"\n{len(rows)} runs in {time.perf_counter() - start:.0f} s; main cohort n={args.n}, epochs={args.epochs}, "
+        f"lesion contrast {tuple(contrast)}, calibration {'+'.join(args.calibration)}"
     )
     for correlation in sorted({r["train_correlation"] for r in rows}, reverse=True):
         sub = [r for r in rows if r["train_correlation"] == correlation]

@@ -58,6 +58,7 @@ def generate_shortcut_cohort(
     size: int = 64,
     image_format: str | None = None,
     progress: bool = True,
+    **phantom: Any,
 ) -> dict[str, Any]:
     """Generate the main (shortcut) cohort, the shifted test cohort and the combined datalist.
 
@@ -72,6 +73,8 @@ def generate_shortcut_cohort(
         size: image size.
         image_format: file format (default: the kind's default).
         progress: show progress bars.
+        **phantom: further :class:`PhantomConfig` fields for both cohorts (e.g.
+            ``lesion_contrast_range=(0.08, 0.25)`` for easier lesions).
 
     Returns:
         ``{"datalist": path, "counts": {section: n}, "marker_agreement": {"main": .., "shifted": ..}}``.
@@ -80,7 +83,12 @@ def generate_shortcut_cohort(
         ValueError: an argument out of range (from :class:`PhantomConfig`, naming it).
     """
     out = Path(out_dir)
+    fixed = {"kind", "n", "seed", "size", "marker_correlation", "split_fractions", "image_format"}
+    clash = sorted(fixed & set(phantom))
+    if clash:
+        raise ValueError(f"phantom fields {clash} are set by generate_shortcut_cohort's own arguments")
     extra = {"image_format": image_format} if image_format is not None else {}
+    extra.update(phantom)
     main_cfg = PhantomConfig(
         kind=kind, n=n, seed=seed, size=size, marker_correlation=train_correlation, **extra
     )

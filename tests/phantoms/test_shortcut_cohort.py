@@ -37,3 +37,20 @@ def test_shortcut_then_reversed_sections(tmp_path: Path) -> None:
     # the null attribute is balanced in both cohorts and independent of the label
     groups = {r["attributes"]["random_group"] for r in train + shifted}
     assert len(groups) >= 2
+
+
+def test_phantom_fields_reach_both_cohorts_and_clashes_are_named(tmp_path: Path) -> None:
+    import json
+
+    import pytest
+
+    generate_shortcut_cohort(
+        tmp_path, n=40, seed=2, size=32, n_shifted=20, progress=False, lesion_contrast_range=(0.3, 0.35)
+    )
+    with (tmp_path / "factors.csv").open() as fh:
+        contrasts = [float(r["lesion_contrast"]) for r in csv.DictReader(fh) if r["lesion_contrast"] != "nan"]
+    assert contrasts and all(0.3 <= c <= 0.35 for c in contrasts)
+    data = json.loads((tmp_path / "datalist.json").read_text())
+    assert data["shifted_phantom_config"]["lesion_contrast_range"] == [0.3, 0.35]
+    with pytest.raises(ValueError, match=r"\['marker_correlation'\] are set by"):
+        generate_shortcut_cohort(tmp_path / "x", n=10, marker_correlation=0.5, progress=False)
