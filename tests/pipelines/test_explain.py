@@ -98,6 +98,8 @@ def test_bad_settings_are_named() -> None:
         ExplainSettings(max_images=0)
     with pytest.raises(ValueError, match=r"threshold must be in \(0, 1\)"):
         ExplainSettings(threshold=1.0)
+    with pytest.raises(ValueError, match=r"pointing_tolerance must be in \[0, 1\), got -0.1"):
+        ExplainSettings(pointing_tolerance=-0.1)
 
 
 def test_explain_a_3d_volume_shows_mid_slices(tmp_path: Path) -> None:

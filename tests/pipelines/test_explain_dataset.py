@@ -25,7 +25,7 @@ def test_dataset_report_scores_every_method_on_true_positives(
     m = result["metrics"]
     assert m["true_positives_explained"] == 2.0
     for method in METHODS:
-        assert 0.0 <= m[f"{method}_pointing_game"] <= 1.0
+        assert 0.0 <= m[f"{method}_pointing_game_strict"] <= m[f"{method}_pointing_game"] <= 1.0
         assert 0.0 <= m[f"{method}_topk_iou"] <= 1.0
     assert m["cf_flip_rate"] == 1.0
     assert 0.0 < m["cf_median_changed_fraction"] <= 1.0
