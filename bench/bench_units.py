@@ -64,7 +64,7 @@ def _steps(model: GlassBoxNet, batch: int, img: int) -> dict[str, Callable[[], N
 
     def encoder_step() -> None:
         model.zero_grad(set_to_none=True)
-        model.encoder(x)[1].square().mean().backward()
+        model.encoder(x).square().mean().backward()
 
     return {"img_s": full_step, "enc_img_s": encoder_step}
 

@@ -1,10 +1,4 @@
-"""The glass-box encoder: a full-resolution stem and three stages of shuffle units.
-
-Besides the deepest features it hands out the *local* features at the end of the
-second-to-last stage (half the total stride, a receptive field of about 21 px for the
-presets), where a small finding still lights up at its own position; the attention map is
-computed there (see :class:`~networks.GlassBoxNet`).
-"""
+"""The glass-box encoder: a full-resolution stem and three stages of shuffle units."""
 
 from __future__ import annotations
 
@@ -22,9 +16,6 @@ __all__ = ["ShuffleEncoder"]
 class ShuffleEncoder(nn.Module):
     """Stem conv (stride 1) followed by stages of one stride-2 unit and ``depth - 1`` stride-1 units.
 
-    The forward pass returns ``(local, deep)``: the features at the end of the second-to-last
-    stage and those of the last one.
-
     Args:
         spatial_dims: 2 or 3.
         in_channels: image channels.
@@ -36,17 +27,10 @@ class ShuffleEncoder(nn.Module):
     Raises:
         ValueError: if ``widths`` and ``depths`` differ in length or a depth is < 1.
 
-    Attributes:
-        out_channels: channels of the deepest features.
-        local_channels: channels of the local features (the second-to-last stage's width; the
-            stem's channels when there is one stage).
-        total_stride: downsampling factor of the deepest features (2 per stage).
-
     Example:
         >>> enc = ShuffleEncoder(2, 1, 8, (16, 32), (1, 1))
-        >>> local, deep = enc(torch.zeros(1, 1, 32, 32))
-        >>> local.shape, deep.shape, enc.total_stride
-        (torch.Size([1, 16, 16, 16]), torch.Size([1, 32, 8, 8]), 4)
+        >>> enc(torch.zeros(1, 1, 32, 32)).shape, enc.total_stride
+        (torch.Size([1, 32, 8, 8]), 4)
     """
 
     def __init__(
@@ -66,10 +50,7 @@ class ShuffleEncoder(nn.Module):
         if any(d < 1 for d in depths):
             raise ValueError(f"depths must all be >= 1, got {tuple(depths)}")
         self.out_channels = int(widths[-1])
-        self.local_channels = int(widths[-2]) if len(widths) > 1 else int(stem_channels)
         self.total_stride = 2 ** len(widths)
-        # layers up to the end of the second-to-last stage: the stem and those stages' units
-        self.local_layers = 1 + sum(int(d) for d in depths[:-1])
         layers: list[nn.Module] = [
             Convolution(
                 spatial_dims,
@@ -88,19 +69,5 @@ class ShuffleEncoder(nn.Module):
             ch = width
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The local features (end of the second-to-last stage) and the deepest features.
-
-        Args:
-            x: images, ``(batch, in_channels, *spatial)``.
-
-        Returns:
-            ``(local, deep)``: ``(batch, local_channels, *spatial * 2 / total_stride)`` and
-            ``(batch, out_channels, *spatial / total_stride)``.
-        """
-        local = x
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index == self.local_layers - 1:
-                local = x
-        return local, x
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)

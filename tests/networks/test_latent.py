@@ -13,18 +13,17 @@ from networks.latent import GaussianLatent, reparameterize
 def test_global_max_branch_reads_the_strongest_response_wherever_it_is(spatial_dims: int) -> None:
     torch.manual_seed(0)
     size = (4,) * spatial_dims
-    layer = GaussianLatent(spatial_dims, 6, size, 3, 5, max_channels=6).eval()
+    layer = GaussianLatent(spatial_dims, 6, size, 3, 5).eval()
     with torch.no_grad():
         layer.fc.weight.zero_()  # leave only the max branch (and the flattened branch's bias)
     a = torch.zeros(1, 6, *size)
     b = torch.zeros(1, 6, *size)
     a[(0, 2) + (0,) * spatial_dims] = 3.0  # one strong response in a corner ...
     b[(0, 2) + (3,) * spatial_dims] = 3.0  # ... or in the opposite one
-    zero = torch.zeros(1, 6, *size)
     with torch.no_grad():
-        mu_a, logvar_a = layer(zero, a)
-        mu_b, _ = layer(zero, b)
-        mu_zero, _ = layer(zero, zero)
+        mu_a, logvar_a = layer(a)
+        mu_b, _ = layer(b)
+        mu_zero, _ = layer(torch.zeros(1, 6, *size))
     torch.testing.assert_close(mu_a, mu_b)
     expected = layer.fc.bias[:5] + layer.fc_max.bias[:5] + 3.0 * layer.fc_max.weight[:5, 2]
     torch.testing.assert_close(mu_a[0], expected)
@@ -32,28 +31,19 @@ def test_global_max_branch_reads_the_strongest_response_wherever_it_is(spatial_d
 
 
 def test_branch_can_be_switched_off_and_both_variants_script() -> None:
-    plain = GaussianLatent(2, 6, (4, 4), 3, 5)
+    plain = GaussianLatent(2, 6, (4, 4), 3, 5, global_max=False)
     assert plain.fc_max is None
-    with_max = GaussianLatent(2, 6, (4, 4), 3, 5, max_channels=4)
+    with_max = GaussianLatent(2, 6, (4, 4), 3, 5)
     assert (
         sum(p.numel() for p in with_max.parameters())
-        == sum(p.numel() for p in plain.parameters()) + 4 * 10 + 10
+        == sum(p.numel() for p in plain.parameters()) + 6 * 10 + 10
     )
-    x, local = torch.rand(2, 6, 4, 4), torch.rand(2, 4, 8, 8)
+    x = torch.rand(2, 6, 4, 4)
     for layer in (plain.eval(), with_max.eval()):
         scripted = torch.jit.script(layer)
-        torch.testing.assert_close(scripted(x, local)[0], layer(x, local)[0])
-    torch.testing.assert_close(plain(x)[0], plain(x, local)[0])  # no branch: the map is ignored
+        torch.testing.assert_close(scripted(x)[0], layer(x)[0])
     net = GlassBoxNet(img_size=(32, 32), latent_max_pool=False)
     assert net.latent.fc_max is None
-    assert GlassBoxNet(img_size=(32, 32)).latent.fc_max.in_features == net.encoder.local_channels
-
-
-def test_branch_needs_its_map_and_a_valid_channel_count() -> None:
-    with pytest.raises(ValueError, match=r"max_features: the global-max branch needs a feature map"):
-        GaussianLatent(2, 6, (4, 4), 3, 5, max_channels=4)(torch.rand(1, 6, 4, 4))
-    with pytest.raises(ValueError, match=r"max_channels must be an int >= 0, got -1"):
-        GaussianLatent(2, 6, (4, 4), 3, 5, max_channels=-1)
 
 
 def test_reparameterize_uses_the_variance() -> None:

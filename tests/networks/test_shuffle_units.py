@@ -56,5 +56,4 @@ def test_unit_validation():
 def test_encoder_stride_and_channels():
     enc = ShuffleEncoder(3, 1, 8, (16, 32, 64), (1, 2, 1))
     assert enc.total_stride == 8
-    local, deep = enc(torch.rand(1, 1, 16, 16, 16))
-    assert local.shape == (1, 32, 4, 4, 4) and deep.shape == (1, 64, 2, 2, 2)
+    assert enc(torch.rand(1, 1, 16, 16, 16)).shape == (1, 64, 2, 2, 2)
