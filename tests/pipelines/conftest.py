@@ -24,9 +24,13 @@ SHORTCUT_DIM = 2
 
 @pytest.fixture(scope="session")
 def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``(run folder, datalist)``: 120 brain2d phantoms at 32×32, sections validation and test of 60 each."""
+    """``(run folder, datalist)``: 200 brain2d phantoms at 32×32, sections validation and test of 100 each.
+
+    100 per section keeps the single-split leakage permutation test (30 % held out) powerful
+    enough that its outcome does not hang on the random network: with 60, it held 18 images.
+    """
     root = tmp_path_factory.mktemp("shortcut")
-    generate_cohort(PhantomConfig(kind="brain2d", n=120, seed=11, size=32), root / "cohort", progress=False)
+    generate_cohort(PhantomConfig(kind="brain2d", n=200, seed=11, size=32), root / "cohort", progress=False)
     source = json.loads((root / "cohort" / "datalist.json").read_text())
     records = [r for s in ("training", "validation", "test") for r in source[s]]
     config = TrainConfig(
@@ -50,9 +54,9 @@ def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         record["attributes"]["shortcut"] = "high" if float(mu[SHORTCUT_DIM]) > median else "low"
     order = np.random.default_rng(0).permutation(len(records))
     data = {
-        "validation": [records[i] for i in order[:60]],
-        "test": [records[i] for i in order[60:]],
-        "training": [records[i] for i in order[:60]],
+        "validation": [records[i] for i in order[:100]],
+        "test": [records[i] for i in order[100:]],
+        "training": [records[i] for i in order[:100]],
     }
     datalist = root / "cohort" / "shortcut_datalist.json"
     datalist.write_text(json.dumps(data))
