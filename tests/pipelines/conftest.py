@@ -27,7 +27,7 @@ def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """``(run folder, datalist)``: 200 brain2d phantoms at 32×32, sections validation and test of 100 each.
 
     100 per section keeps the single-split leakage permutation test (30 % held out) powerful
-    enough that its outcome does not hang on the random network: with 60, it held 18 images.
+    enough that its outcome does not hang on the random network (60 per section held out 18).
     """
     root = tmp_path_factory.mktemp("shortcut")
     generate_cohort(PhantomConfig(kind="brain2d", n=200, seed=11, size=32), root / "cohort", progress=False)
@@ -53,10 +53,11 @@ def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for record, mu in zip(records, mus, strict=True):
         record["attributes"]["shortcut"] = "high" if float(mu[SHORTCUT_DIM]) > median else "low"
     order = np.random.default_rng(0).permutation(len(records))
+    half = len(records) // 2
     data = {
-        "validation": [records[i] for i in order[:100]],
-        "test": [records[i] for i in order[100:]],
-        "training": [records[i] for i in order[:100]],
+        "validation": [records[i] for i in order[:half]],
+        "test": [records[i] for i in order[half:]],
+        "training": [records[i] for i in order[:half]],
     }
     datalist = root / "cohort" / "shortcut_datalist.json"
     datalist.write_text(json.dumps(data))
