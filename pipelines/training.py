@@ -236,7 +236,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         if ctx is None:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             ctx = DistContext.single(device if config.device == "auto" else torch.device(config.device))
-        return _train(config, ctx)
+        result = _train(config, ctx)
+        # rank 0 still logs to MLflow after the others return: tearing the group down while a peer
+        # works aborted a gloo rank now and then ("terminate called without an active exception")
+        barrier(ctx)
+        return result
     finally:
         if ctx is not None:
             cleanup_distributed(ctx)
