@@ -80,6 +80,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         pretrain_epochs=args.pretrain_epochs,
         classify_epochs=args.classify_epochs,
+        label_fraction=args.label_fraction,
     )
     return 0
 
@@ -253,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--n", type=int, default=1200, help="phantom images to generate (default 1200)")
     demo.add_argument("--pretrain-epochs", type=int, default=6, help="self-supervised epochs (default 6)")
     demo.add_argument("--classify-epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
+    demo.add_argument(
+        "--label-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of the training labels the classifier sees (default 0.1; the rest is unlabelled)",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=_cmd_demo)

@@ -45,8 +45,9 @@ def run_demo(
         The summary dict that is also written to ``out/demo_summary.json``.
 
     Raises:
-        ValueError: ``n`` < 10, or epochs < 1.
+        ValueError: ``n`` < 10, epochs < 1, or ``label_fraction`` outside (0, 1].
     """
+    from evaluation.auc_interval import auc_verdict
     from evaluation.cohort_figures import cohort_montage
     from phantoms.brain_cohort import PhantomConfig, generate_cohort
     from pipelines.bias_audit import audit
@@ -62,6 +63,8 @@ def run_demo(
         raise ValueError(
             f"epochs must be >= 1, got pretrain {pretrain_epochs!r}, classify {classify_epochs!r}"
         )
+    if isinstance(label_fraction, bool) or not 0.0 < float(label_fraction) <= 1.0:
+        raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction!r}")
     out_path = Path(out)
     started = time.perf_counter()
     print(f"[1/7] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
@@ -126,6 +129,14 @@ def run_demo(
     agreement = sum((r["attributes"]["marker"] == "present") == bool(r["label"]) for r in records) / len(
         records
     )
+    test_labels = [int(r["label"]) for r in datalist.get("test", [])]
+    n_pos = sum(1 for label in test_labels if label == 1)
+    n_neg = len(test_labels) - n_pos
+    verdict = (
+        "test " + auc_verdict(float(metrics["test_auc"]), n_pos, n_neg)
+        if "test_auc" in metrics and n_pos and n_neg
+        else None
+    )
     summary = {
         "images": len(records),
         "splits": {s: len(datalist.get(s, [])) for s in ("training", "validation", "test")},
@@ -138,6 +149,7 @@ def run_demo(
         "phantom_seconds": round(float(cohort.get("seconds", 0.0)), 1),
         "label_fraction": label_fraction,
         **{k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")},
+        "test_auc_verdict": verdict,
         "total_seconds": round(time.perf_counter() - started, 1),
         "montage": str(montage),
         "metrics_json": str(out_path / "classify" / "metrics.json"),
@@ -152,6 +164,15 @@ def run_demo(
     print("\nmedglass demo summary")
     for key, value in summary.items():
         print(f"  {key:24s} {value}")
+    if verdict:
+        print(f"\n{verdict}")
+        if not verdict.endswith("better than chance"):
+            print(
+                f"  {round(label_fraction * summary['splits']['training'])} labelled training images were not "
+                "enough to learn the lesions at the default phantom difficulty (the model card lists "
+                "measured figures); the explanations and the audit below describe that weak model. "
+                "Try more labels: `medglass demo --label-fraction 1.0`."
+            )
     print(f"\nsample images with lesion outlines: {montage}")
     print(f"explanations: {explained['report']}")
     if audited:

@@ -29,5 +29,12 @@ def test_demo_generates_ingests_and_summarises(tmp_path, capsys):
         summary["audit_report"] is None
         and f"bias audit skipped: {summary['splits']['test']} test images" in out
     )
+    # the AUC is put in words with its interval, and a weak result comes with advice
+    verdict = summary["test_auc_verdict"]
+    assert verdict.startswith(f"test AUC {summary['test_auc']:.3f} (95% CI ") and verdict in out
+    assert ("were not enough to learn the lesions" in out) != verdict.endswith("better than chance")
+    with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\], got 0.0"):
+        run_demo(tmp_path / "y", n=40, label_fraction=0.0)
+    assert not (tmp_path / "y").exists()  # refused before generating anything
     with pytest.raises(ValueError, match="n must be >= 10"):
         run_demo(tmp_path / "x", n=3)
