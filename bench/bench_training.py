@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -197,6 +198,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--extra-seeds",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also train every --models entry with these training seeds on the same cohort "
+        "(initialisation and shuffling; the cohort keeps --seed) and print mean and spread",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-train", type=int, default=2000)
     parser.add_argument("--n-val", type=int, default=250)
@@ -240,21 +249,21 @@ def main() -> None:
         results.write_text(json.dumps({"settings": settings, "rows": rows}, indent=1))
 
     for name in args.models:
-        if name in rows:
-            continue
-        print(f"training {name} ...", file=sys.stderr, flush=True)
-        if name in BASELINES:
-            start = time.perf_counter()
-            row = train_baseline(
-                name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed
-            )
-            row["wall_s"] = time.perf_counter() - start
-            record(name, row)
-        else:
-            record(
-                name,
-                train_glassbox(name, datalist, work / name, args.epochs, args.batch_size, args.lr, args.seed),
-            )
+        for seed in [args.seed, *args.extra_seeds]:
+            key = name if seed == args.seed else f"{name} seed {seed}"
+            folder = work / (name if seed == args.seed else f"{name}_seed{seed}")
+            if key in rows:
+                continue
+            print(f"training {key} ...", file=sys.stderr, flush=True)
+            if name in BASELINES:
+                start = time.perf_counter()
+                row = train_baseline(name, datalist, folder, args.epochs, args.batch_size, args.lr, seed)
+                row["wall_s"] = time.perf_counter() - start
+                record(key, row)
+            else:
+                record(
+                    key, train_glassbox(name, datalist, folder, args.epochs, args.batch_size, args.lr, seed)
+                )
     size = args.label_efficiency
     if size and f"{size} 10% semi-sup" not in rows:
         print(f"label efficiency ({size}) ...", file=sys.stderr, flush=True)
@@ -321,6 +330,15 @@ def main() -> None:
             f"{name:22s} {r['best_val_auc']:8.3f} {r['test_auc']:9.3f} {d_auc:15.3f} {r['train_img_s']:12.1f} "
             f"{speed:8.2f} {r['wall_s']:7.0f}"
         )
+    if args.extra_seeds:
+        print("\ntest AUC over training seeds (same cohort):")
+        for name in args.models:
+            aucs = [rows[k]["test_auc"] for k in rows if k == name or k.startswith(f"{name} seed ")]
+            print(
+                f"  {name:12s} n={len(aucs)}  mean {statistics.mean(aucs):.3f}  "
+                f"sd {statistics.stdev(aucs) if len(aucs) > 1 else float('nan'):.3f}  "
+                f"min {min(aucs):.3f}  max {max(aucs):.3f}  above 0.6: {sum(a > 0.6 for a in aucs)}/{len(aucs)}"
+            )
 
 
 if __name__ == "__main__":
