@@ -19,7 +19,7 @@ from networks.attention import SpatialAttention, upsample_attention
 from networks.classifier_heads import HEAD_TYPES, latent_contributions, make_head
 from networks.decoder import OUTPUT_ACTIVATIONS, UPSAMPLE_MODES, LatentDecoder
 from networks.encoder import ShuffleEncoder
-from networks.latent import GaussianLatent, reparameterize
+from networks.latent import CLASSIFIER_PATHS, POOL_MODES, GaussianLatent, reparameterize
 from networks.presets import SIZE_PRESETS, get_preset
 from networks.shuffle_units import UNIT_TYPES
 from transforms.keys import Keys
@@ -65,8 +65,11 @@ class GlassBoxNet(nn.Module):
         upsample: decoder upsampling, ``"resize"`` (default) or ``"deconv"``.
         sample_in_eval: draw ``z`` from the posterior in eval mode too (default: ``z = mu``).
         upsample_attention: return the attention map at input size instead of feature size.
-        latent_max_pool: the latent layer also reads each gated feature channel's global
-            maximum (default; see :class:`~networks.latent.GaussianLatent`).
+        latent_pool: the latent layer's pooled branch, ``"mean"`` (default), ``"max"`` or
+            ``"none"`` (see :class:`~networks.latent.GaussianLatent`).
+        classifier_path: ``"pooled"`` (default): the classification loss trains the encoder
+            through the pooled branch only (the logits are the same in value); ``"all"``:
+            through the flattened branch too, which memorises training images.
 
     Raises:
         TypeError: if an integer argument is not an int.
@@ -101,7 +104,8 @@ class GlassBoxNet(nn.Module):
         upsample: str = "resize",
         sample_in_eval: bool = False,
         upsample_attention: bool = False,
-        latent_max_pool: bool = True,
+        latent_pool: str = "mean",
+        classifier_path: str = "pooled",
     ) -> None:
         super().__init__()
         _check_int("spatial_dims", spatial_dims, 1)
@@ -115,6 +119,10 @@ class GlassBoxNet(nn.Module):
         _check_choice("unit", unit, UNIT_TYPES)
         _check_choice("output_act", output_act, OUTPUT_ACTIVATIONS)
         _check_choice("upsample", upsample, UPSAMPLE_MODES)
+        _check_choice("latent_pool", latent_pool, POOL_MODES)
+        _check_choice("classifier_path", classifier_path, CLASSIFIER_PATHS)
+        if classifier_path == "pooled" and latent_pool == "none":
+            raise ValueError('classifier_path="pooled" needs a pooled latent branch, got latent_pool="none"')
         preset = get_preset(size)
         stride = preset.total_stride
         sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
@@ -151,7 +159,8 @@ class GlassBoxNet(nn.Module):
             feature_size,
             preset.proj_channels,
             latent_dim,
-            global_max=bool(latent_max_pool),
+            pool=latent_pool,
+            classifier_path=classifier_path,
         )
         self.decoder = LatentDecoder(
             spatial_dims,
@@ -210,13 +219,18 @@ class GlassBoxNet(nn.Module):
         Raises:
             ValueError: if ``x`` does not fit the network (see :meth:`check_input`).
         """
+        mu, logvar, _, attention = self._encode(x)
+        return {self.key_mu: mu, self.key_logvar: logvar, self.key_attention: attention}
+
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(mu, logvar, mu_for_classifier, attention)``; see :meth:`encode`."""
         self.check_input(x)
         features = self.encoder(x)
         attention = self.attention(features)
-        mu, logvar = self.latent(features * attention)
+        mu, logvar, mu_cls = self.latent(features * attention)
         if self.upsample_attention:
             attention = upsample_attention(attention, self.img_size)
-        return {self.key_mu: mu, self.key_logvar: logvar, self.key_attention: attention}
+        return mu, logvar, mu_cls, attention
 
     @torch.jit.export
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -258,13 +272,12 @@ class GlassBoxNet(nn.Module):
         Raises:
             ValueError: if ``x`` does not fit the network (see :meth:`check_input`).
         """
-        enc = self.encode(x)
-        mu = enc[self.key_mu]
-        recon = self.decode(self.reparameterize(mu, enc[self.key_logvar]))
+        mu, logvar, mu_cls, attention = self._encode(x)
+        recon = self.decode(self.reparameterize(mu, logvar))
         return {
             self.key_recon: recon,
             self.key_mu: mu,
-            self.key_logvar: enc[self.key_logvar],
-            self.key_logits: self.classify(mu),
-            self.key_attention: enc[self.key_attention],
+            self.key_logvar: logvar,
+            self.key_logits: self.classify(mu_cls),  # = classify(mu); see ``classifier_path``
+            self.key_attention: attention,
         }

@@ -190,7 +190,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
         default=[64, 64],
         help="image size, 2 or 3 ints (default 64 64)",
     )
-    parser.add_argument("--beta", type=float, default=1.0, help="KL weight (default 1)")
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="KL weight (default: 1 for pretrain, the beta-VAE; 0 for classify, see the model card)",
+    )
     parser.add_argument("--c-max", type=float, default=0.0, help="final KL capacity in nats (default 0: off)")
     parser.add_argument("--c-steps", type=int, default=10000, help="iterations to reach --c-max")
     parser.add_argument(

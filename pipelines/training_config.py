@@ -91,7 +91,13 @@ class TrainConfig:
         batch_size: images per batch.
         lr: Adam learning rate (cosine-annealed over ``epochs``).
         weight_decay: Adam weight decay.
-        beta: weight of the KL term.
+        beta: weight of the KL term; ``None`` (default) means 1 in ``pretrain`` (the β-VAE)
+            and 0 in ``classify``. Measured on brain2d 64×64 (2,000 train / 500 test, 8 epochs,
+            ``tiny``, training seeds 0-3 on one cohort): with β = 1 fine-tuning learnt the lesions
+            in 2 of 3 seeds (test AUC 0.748 / 0.801 / 0.485), with β = 0 in 4 of 4 (0.860 / 0.847 /
+            0.793 / 0.788); β = 0.1 gave 0.693 on the seed that failed at 1, a β warm-up over 300
+            iterations 0.835 / 0.526. The latent keeps the pretrained β-VAE's layout; set
+            ``beta=1`` to keep its KL during fine-tuning.
         c_max: final KL capacity in nats (0: plain β-VAE).
         c_steps: iterations to reach ``c_max``.
         ce_weight: weight of the cross-entropy term in ``classify`` mode. The reconstruction
@@ -139,7 +145,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
-    beta: float = 1.0
+    beta: float | None = None
     c_max: float = 0.0
     c_steps: int = 10000
     ce_weight: float = 1000.0
@@ -193,6 +199,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
         if not _is_real(self.lr) or not self.lr > 0:
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
+        if self.beta is None:
+            self.beta = 1.0 if self.mode == "pretrain" else 0.0
         for name in ("weight_decay", "beta", "c_max", "ce_weight"):
             value = getattr(self, name)
             if not _is_real(value) or value < 0:

@@ -203,6 +203,18 @@ def test_config_rejects_bad_values(change: dict, message: str, tmp_path: Path) -
         TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", **change)
 
 
+def test_beta_default_depends_on_the_mode_and_survives_the_json_round_trip(tmp_path: Path) -> None:
+    common = {"datalist": tmp_path / "d.json", "out_dir": tmp_path}
+    pretrain = TrainConfig(mode="pretrain", **common)
+    classify = TrainConfig(mode="classify", **common)
+    assert (pretrain.beta, classify.beta) == (1.0, 0.0)
+    assert TrainConfig(mode="classify", beta=1.0, **common).beta == 1.0
+    assert TrainConfig.from_json(classify.to_json()).beta == 0.0
+    assert (
+        TrainConfig.from_json({**pretrain.to_json(), "mode": "classify"}).beta == 1.0
+    )  # written, not re-defaulted
+
+
 def test_pretrain_mode_has_no_cross_entropy(tmp_path: Path) -> None:
     config = TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path, mode="pretrain", ce_weight=2.0)
     assert config.effective_ce_weight == 0.0
