@@ -170,7 +170,7 @@ def run_demo(
             print(
                 f"  {round(label_fraction * summary['splits']['training'])} labelled training images were not "
                 "enough to learn the lesions at the default phantom difficulty (the model card lists "
-                "measured figures); the explanations and the audit below describe that weak model. "
+                "measured figures); the explanations and the bias audit describe that weak model. "
                 "Try more labels: `medglass demo --label-fraction 1.0`."
             )
     print(f"\nsample images with lesion outlines: {montage}")
