@@ -169,10 +169,9 @@ def run_demo(
         if not verdict.endswith("better than chance"):
             print(
                 f"  {round(label_fraction * summary['splits']['training'])} labelled training images were not "
-                "enough to learn the lesions at the default phantom difficulty; the explanations and the "
-                "bias audit describe that weak model. Measured: with all 840 labels of the default demo "
-                "cohort the test AUC stayed at chance too (0.52); the benchmark's 2,000 labelled images "
-                "reach 0.79-0.86 (bundles/glassbox_classification/docs/README.md)."
+                "enough to learn the lesions at the default phantom difficulty, and the default demo cohort "
+                "is too small even with all its labels; the explanations and the bias audit describe that "
+                "weak model. Measured figures: bundles/glassbox_classification/docs/README.md."
             )
     print(f"\nsample images with lesion outlines: {montage}")
     print(f"explanations: {explained['report']}")
