@@ -73,6 +73,11 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from pipelines.demo import run_demo
 
+    lesions = {
+        name: value
+        for name, value in (("lesion_contrast", args.lesion_contrast), ("lesion_radius", args.lesion_radius))
+        if value is not None
+    }
     run_demo(
         args.out,
         n=args.n,
@@ -81,6 +86,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         pretrain_epochs=args.pretrain_epochs,
         classify_epochs=args.classify_epochs,
         label_fraction=args.label_fraction,
+        **lesions,
     )
     return 0
 
@@ -99,6 +105,10 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
             "freeze_encoder": args.freeze_encoder,
             "ce_weight": args.ce_weight,
         }
+        if args.labelled_share is not None:
+            extra["labelled_share"] = args.labelled_share
+        if args.flip_prob is not None:
+            extra["flip_prob"] = args.flip_prob
     config = TrainConfig(
         datalist=datalist,
         out_dir=args.out,
@@ -265,6 +275,22 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="fraction of the training labels the classifier sees (default 0.1; the rest is unlabelled)",
     )
+    demo.add_argument(
+        "--lesion-contrast",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="lesion contrast range of the demo cohort (default 0.15 0.35; the benchmarks use 0.02 0.25)",
+    )
+    demo.add_argument(
+        "--lesion-radius",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=None,
+        help="lesion radius range of the demo cohort, px at 64x64 (default 2.5 4.5; benchmarks 1.5 3.5)",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=_cmd_demo)
@@ -280,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_arguments(classify, default_epochs=20, default_erase=0.0)
     classify.add_argument(
         "--label-fraction", type=float, default=1.0, help="fraction of training labels kept (default 1)"
+    )
+    classify.add_argument(
+        "--labelled-share",
+        type=float,
+        default=None,
+        help="with some labels hidden: share of each batch drawn from the labelled images "
+        "(default: TrainConfig's; 0 = plain shuffling)",
+    )
+    classify.add_argument(
+        "--flip-prob",
+        type=float,
+        default=None,
+        help="probability of a random flip along each axis of a training image (default: TrainConfig's)",
     )
     classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
     classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")

@@ -11,7 +11,16 @@ from collections import Counter
 from os import PathLike
 from pathlib import Path
 
-__all__ = ["run_demo", "MIN_AUDIT_IMAGES"]
+__all__ = ["run_demo", "MIN_AUDIT_IMAGES", "DEMO_LESION_CONTRAST", "DEMO_LESION_RADIUS"]
+
+DEMO_LESION_CONTRAST = (0.15, 0.35)
+"""Lesion contrast range of the demo cohort: more conspicuous than the benchmark default
+(``PhantomConfig``: 0.02–0.25), so that 84 labelled images can teach the lesion in a few
+minutes. Measured (seed 0, 840 training images, 10 % labels, 10 epochs): test AUC 0.938; with
+the default lesions the same demo reached validation AUC 0.57."""
+
+DEMO_LESION_RADIUS = (2.5, 4.5)
+"""Lesion radius range of the demo cohort in px at 64×64 (benchmark default 1.5–3.5)."""
 
 MIN_AUDIT_IMAGES = 40
 """Test images below which the demo skips the bias audit (subgroups would be too small)."""
@@ -26,6 +35,8 @@ def run_demo(
     classify_epochs: int = 10,
     label_fraction: float = 0.1,
     explain_images: int = 10,
+    lesion_contrast: tuple[float, float] = DEMO_LESION_CONTRAST,
+    lesion_radius: tuple[float, float] = DEMO_LESION_RADIUS,
 ) -> dict:
     """Run the end-to-end demo on a generated brain2d phantom cohort.
 
@@ -40,6 +51,8 @@ def run_demo(
             classification on the labelled fraction).
         label_fraction: fraction of training labels kept.
         explain_images: correctly classified test positives explained one by one.
+        lesion_contrast: lesion contrast range of the demo cohort (see ``DEMO_LESION_CONTRAST``).
+        lesion_radius: lesion radius range in px at 64×64 (see ``DEMO_LESION_RADIUS``).
 
     Returns:
         The summary dict that is also written to ``out/demo_summary.json``.
@@ -67,10 +80,19 @@ def run_demo(
         raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction!r}")
     out_path = Path(out)
     started = time.perf_counter()
-    print(f"[1/7] generating {n} brain2d phantoms (seed {seed}) -> {out_path / 'cohort'}")
-    cohort = generate_cohort(
-        PhantomConfig(kind="brain2d", n=n, seed=seed), out_path / "cohort", progress=progress
+    phantoms = PhantomConfig(
+        kind="brain2d",
+        n=n,
+        seed=seed,
+        lesion_contrast_range=tuple(lesion_contrast),
+        lesion_radius_range=tuple(lesion_radius),
     )
+    print(
+        f"[1/7] generating {n} brain2d phantoms (seed {seed}; lesion contrast {phantoms.lesion_contrast_range}, "
+        f"radius {phantoms.lesion_radius_range} px: more conspicuous than the benchmark default) "
+        f"-> {out_path / 'cohort'}"
+    )
+    cohort = generate_cohort(phantoms, out_path / "cohort", progress=progress)
     print(f"[2/7] ingesting {out_path / 'cohort' / 'images'} -> {out_path / 'ingest'}")
     ingest = ingest_folder(
         out_path / "cohort" / "images", out_path / "ingest", progress=progress, salt="demo"
@@ -148,6 +170,9 @@ def run_demo(
         "ingest_rejects": len(ingest.rejects),
         "phantom_seconds": round(float(cohort.get("seconds", 0.0)), 1),
         "label_fraction": label_fraction,
+        "train_labelled": int(metrics.get("train_labelled", 0)),
+        "lesion_contrast": list(lesion_contrast),
+        "lesion_radius": list(lesion_radius),
         **{k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")},
         "test_auc_verdict": verdict,
         "total_seconds": round(time.perf_counter() - started, 1),
@@ -168,10 +193,11 @@ def run_demo(
         print(f"\n{verdict}")
         if not verdict.endswith("better than chance"):
             print(
-                f"  {round(label_fraction * summary['splits']['training'])} labelled training images were not "
-                "enough to learn the lesions at the default phantom difficulty, and the default demo cohort "
-                "is too small even with all its labels; the explanations and the bias audit describe that "
-                "weak model. Measured figures: bundles/glassbox_classification/docs/README.md."
+                f"  {summary['train_labelled']} labelled training images were not enough to learn the lesions "
+                f"of this cohort (lesion contrast {tuple(lesion_contrast)}); the explanations and the bias audit "
+                "describe that weak model. More epochs (--classify-epochs), images (--n), labels "
+                "(--label-fraction) or more conspicuous lesions (--lesion-contrast) are the levers; measured "
+                "figures: bundles/glassbox_classification/docs/README.md."
             )
     print(f"\nsample images with lesion outlines: {montage}")
     print(f"explanations: {explained['report']}")

@@ -40,7 +40,7 @@ from monai.handlers import (
     StatsHandler,
     ValidationHandler,
 )
-from monai.transforms import Compose, CopyItemsd, DeleteItemsd, Transform
+from monai.transforms import Compose, CopyItemsd, DeleteItemsd, RandFlipd, Transform
 from monai.utils import set_determinism
 
 from networks.glassbox import GlassBoxNet
@@ -57,6 +57,7 @@ from pipelines.distributed import (
 )
 from pipelines.engine_steps import TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainStep
 from pipelines.mlflow_tracking import RunTracker
+from pipelines.sampling import labelled_share_sampler
 from pipelines.training_config import TrainConfig, resolve_tracking_uri, run_intensity_range
 from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
 from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, load_pretrained
@@ -97,11 +98,12 @@ def build_network(config: TrainConfig) -> GlassBoxNet:
 
 
 def build_transforms(config: TrainConfig, training: bool) -> Compose:
-    """Load + preprocess (+ for training: copy the image to ``target``, then random patch erasing).
+    """Load + preprocess (+ for training: random flips, copy the image to ``target``, then random
+    patch erasing).
 
     Args:
-        config: the run's settings (``spatial_size``, ``erase_prob``).
-        training: add the context-modelling augmentation.
+        config: the run's settings (``spatial_size``, ``flip_prob``, ``erase_prob``).
+        training: add the augmentations.
 
     Returns:
         A MONAI ``Compose`` for records with ``image`` (and ``label``).
@@ -110,6 +112,12 @@ def build_transforms(config: TrainConfig, training: bool) -> Compose:
     chain += preprocessing_transforms(
         Keys.IMAGE.value, spatial_size=config.spatial_size, channels=1, intensity_range=config.intensity_range
     )
+    if training and config.flip_prob > 0:
+        # before the copy: the reconstruction target is the flipped image
+        chain += [
+            RandFlipd(Keys.IMAGE.value, prob=config.flip_prob, spatial_axis=axis)
+            for axis in range(config.spatial_dims)
+        ]
     chain.append(CopyItemsd(Keys.IMAGE.value, times=1, names=TARGET_KEY))
     if training and config.erase_prob > 0:
         chain += [
@@ -174,7 +182,12 @@ def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
 
 def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistContext) -> DataLoader:
     dataset = Dataset(records, transform=build_transforms(config, training))
-    sampler = make_sampler(dataset, ctx, training=training, seed=config.seed)
+    sampler = None
+    if training and config.mode == "classify":
+        labels = [int(r.get(Keys.LABEL.value, UNLABELLED)) for r in records]
+        sampler = labelled_share_sampler(dataset, labels, config.labelled_share, ctx, config.seed)
+    if sampler is None:
+        sampler = make_sampler(dataset, ctx, training=training, seed=config.seed)
     return DataLoader(
         dataset,
         batch_size=config.batch_size,

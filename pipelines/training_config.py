@@ -107,8 +107,17 @@ class TrainConfig:
             shape the latent: on brain2d 2,000/500, 8 epochs (per-image intensity scaling), tiny
             reached test AUC 0.79 with 100, 0.84 with 1000 and 0.83 with 5000; default 1000.
         label_fraction: fraction of training labels kept (stratified), the rest set to -1.
+        labelled_share: when some training records are unlabelled (``classify`` mode), draw
+            records with replacement so that this share of each batch carries a label on
+            average (:mod:`pipelines.sampling`); 0: plain shuffling. Default 0.5: on a demo-sized
+            cohort (840 training images, 84 labelled, lesion contrast 0.15–0.35, 10 epochs)
+            tiny reached test AUC 0.938 with 0.5 and flips, 0.576 with 0.5 and no flips
+            (memorised: train CE 0.015) and stayed at chance with plain shuffling.
         pretrained: checkpoint whose encoder/latent/decoder weights initialise the network.
         freeze_encoder: don't train the encoding path (encoder, attention, latent).
+        flip_prob: probability of a random flip along each spatial axis of a training input
+            (the reconstruction target is flipped with it); 0: no flips. Default 0.5 (see
+            ``labelled_share`` for what it changed).
         erase_prob: probability of random patch erasing on a training input (context modelling;
             the loss compares with the unerased image).
         intensity: ``"dataset"``: scale every image by one intensity range, the 0.5th/99.5th
@@ -152,8 +161,10 @@ class TrainConfig:
     c_steps: int = 10000
     ce_weight: float = 1000.0
     label_fraction: float = 1.0
+    labelled_share: float = 0.5
     pretrained: str | Path | None = None
     freeze_encoder: bool = False
+    flip_prob: float = 0.5
     erase_prob: float = 0.0
     intensity: str = "dataset"
     intensity_range: tuple[float, float] | None = None
@@ -207,10 +218,12 @@ class TrainConfig:
             value = getattr(self, name)
             if not _is_real(value) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        for name in ("label_fraction", "erase_prob"):
+        for name in ("label_fraction", "flip_prob", "erase_prob"):
             value = getattr(self, name)
             if not _is_real(value) or not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not _is_real(self.labelled_share) or not 0.0 <= self.labelled_share < 1.0:
+            raise ValueError(f"labelled_share must be in [0, 1), got {self.labelled_share!r}")
         if self.intensity not in INTENSITY_MODES:
             raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
         if self.intensity_range is not None:

@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import pytest
 
-from pipelines.demo import run_demo
+from pipelines.demo import DEMO_LESION_RADIUS, run_demo
 
 
 def test_demo_generates_ingests_and_summarises(tmp_path, capsys):
-    summary = run_demo(tmp_path / "demo", n=40, seed=1, progress=False, pretrain_epochs=1, classify_epochs=1)
+    summary = run_demo(
+        tmp_path / "demo",
+        n=40,
+        seed=1,
+        progress=False,
+        pretrain_epochs=1,
+        classify_epochs=1,
+        lesion_contrast=(0.3, 0.4),
+    )
+    # the cohort's lesions follow the demo's settings (contrast given here, radius the demo default)
+    with open(tmp_path / "demo" / "cohort" / "factors.csv", newline="") as f:
+        lesions = [r for r in csv.DictReader(f) if not math.isnan(float(r["lesion_contrast"]))]
+    assert lesions and all(0.3 <= float(r["lesion_contrast"]) <= 0.4 for r in lesions)
+    assert all(DEMO_LESION_RADIUS[0] <= float(r["lesion_radius"]) <= DEMO_LESION_RADIUS[1] for r in lesions)
+    assert summary["lesion_contrast"] == [0.3, 0.4] and summary["lesion_radius"] == list(DEMO_LESION_RADIUS)
+    assert summary["train_labelled"] == round(0.1 * summary["splits"]["training"])
     assert summary["images"] == 40 == summary["ingested_images"]
     assert summary["ingest_rejects"] == 0
     assert sum(summary["splits"].values()) == 40

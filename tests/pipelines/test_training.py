@@ -14,7 +14,7 @@ import torch
 from phantoms.brain_cohort import PhantomConfig, generate_cohort
 from pipelines.cli import main
 from pipelines.mlflow_tracking import RUN_ID_FILE
-from pipelines.training import ENCODER_MODULES, train
+from pipelines.training import ENCODER_MODULES, build_transforms, train
 from pipelines.training_config import TrainConfig
 
 TINY = {"spatial_size": (32, 32), "batch_size": 8, "size": "tiny", "latent_dim": 8}
@@ -188,6 +188,8 @@ def test_unreachable_tracking_server_warns_once(
         ({"lr": 0.0}, r"lr must be a number > 0, got 0.0"),
         ({"label_fraction": 1.5}, r"label_fraction must be in \[0, 1\], got 1.5"),
         ({"erase_prob": -0.1}, r"erase_prob must be in \[0, 1\], got -0.1"),
+        ({"flip_prob": 1.5}, r"flip_prob must be in \[0, 1\], got 1.5"),
+        ({"labelled_share": 1.0}, r"labelled_share must be in \[0, 1\), got 1.0"),
         (
             {"spatial_size": (30, 30)},
             r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
@@ -213,6 +215,21 @@ def test_beta_default_depends_on_the_mode_and_survives_the_json_round_trip(tmp_p
     assert (
         TrainConfig.from_json({**pretrain.to_json(), "mode": "classify"}).beta == 1.0
     )  # written, not re-defaulted
+
+
+def test_training_flips_reach_the_reconstruction_target_too(cohort: Path, tmp_path: Path) -> None:
+    record = {"image": json.loads(cohort.read_text())["training"][0]["image"]}
+    if not Path(record["image"]).is_absolute():
+        record["image"] = str(cohort.parent / record["image"])
+    common = {"datalist": cohort, "out_dir": tmp_path, "intensity_range": (0.0, 1000.0), **TINY}
+    plain = build_transforms(TrainConfig(flip_prob=0.0, **common), training=True)(dict(record))
+    flipped = build_transforms(TrainConfig(flip_prob=1.0, **common), training=True)(dict(record))
+    evaluation = build_transforms(TrainConfig(flip_prob=1.0, **common), training=False)(dict(record))
+    expected = torch.flip(torch.as_tensor(plain["image"]), dims=(1, 2))  # both spatial axes
+    assert not torch.equal(expected, torch.as_tensor(plain["image"]))
+    assert torch.allclose(torch.as_tensor(flipped["image"]), expected)
+    assert torch.allclose(torch.as_tensor(flipped["target"]), expected)
+    assert torch.allclose(torch.as_tensor(evaluation["image"]), torch.as_tensor(plain["image"]))  # no flips
 
 
 def test_pretrain_mode_has_no_cross_entropy(tmp_path: Path) -> None:
