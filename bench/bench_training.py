@@ -236,6 +236,8 @@ def main() -> None:
         k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "seed", "n_train", "n_val", "n_test")
     }
     settings["lesion_contrast_range"] = list(phantom["lesion_contrast_range"])
+    settings["flip_prob"] = TrainConfig.flip_prob  # training augmentation of every model
+    settings["labelled_share"] = TrainConfig.labelled_share  # the semi-supervised row's batches
     rows: dict[str, dict] = {}
     if args.resume and results.is_file():
         saved = json.loads(results.read_text())
@@ -316,7 +318,8 @@ def main() -> None:
     print("\nphantom parameters:", json.dumps({k: v for k, v in phantom.items() if k not in ("n", "seed")}))
     print(
         f"data: {args.n_train} train / {args.n_val} val / {args.n_test} test, 64x64, {args.epochs} epochs, "
-        f"batch {args.batch_size}, lr {args.lr}, {args.threads} threads\n"
+        f"batch {args.batch_size}, lr {args.lr}, {args.threads} threads, random flips p {settings['flip_prob']} "
+        f"per axis, semi-supervised batches {settings['labelled_share']:.0%} labelled\n"
     )
     ref = rows.get("densenet121")
     print(
