@@ -97,9 +97,9 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
 
     cohort = Path(args.out) / "cohort"
     datalist = args.datalist or cohort / "datalist.json"
-    extra = {}
+    extra = {} if args.flip_prob is None else {"flip_prob": args.flip_prob}
     if mode == "classify":
-        extra = {
+        extra |= {
             "label_fraction": args.label_fraction,
             "pretrained": args.pretrained,
             "freeze_encoder": args.freeze_encoder,
@@ -107,8 +107,6 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
         }
         if args.labelled_share is not None:
             extra["labelled_share"] = args.labelled_share
-        if args.flip_prob is not None:
-            extra["flip_prob"] = args.flip_prob
     config = TrainConfig(
         datalist=datalist,
         out_dir=args.out,
@@ -208,6 +206,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
     )
     parser.add_argument("--c-max", type=float, default=0.0, help="final KL capacity in nats (default 0: off)")
     parser.add_argument("--c-steps", type=int, default=10000, help="iterations to reach --c-max")
+    parser.add_argument(
+        "--flip-prob",
+        type=float,
+        default=None,
+        help="probability of a random flip along each axis of a training image (default: TrainConfig's)",
+    )
     parser.add_argument(
         "--erase-prob",
         type=float,
@@ -313,12 +317,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with some labels hidden: share of each batch drawn from the labelled images "
         "(default: TrainConfig's; 0 = plain shuffling)",
-    )
-    classify.add_argument(
-        "--flip-prob",
-        type=float,
-        default=None,
-        help="probability of a random flip along each axis of a training image (default: TrainConfig's)",
     )
     classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
     classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")

@@ -54,3 +54,22 @@ def test_phantom_bad_argument_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("medglass phantom: error: marker_correlation must be in [0")
     assert "got 1.5" in err and len(err.splitlines()) == 1
+
+
+def test_training_options_reach_the_train_config(tmp_path):
+    from pipelines.cli import _train_config, build_parser
+    from pipelines.training_config import TrainConfig
+
+    datalist = tmp_path / "d.json"
+    datalist.write_text("{}")
+    common = ["--datalist", str(datalist), "--out", str(tmp_path / "o")]
+    args = build_parser().parse_args(["classify", *common, "--labelled-share", "0.3", "--flip-prob", "0.2"])
+    config = _train_config(args, "classify")
+    assert (config.labelled_share, config.flip_prob) == (0.3, 0.2)
+    defaults = _train_config(build_parser().parse_args(["classify", *common]), "classify")
+    assert (defaults.labelled_share, defaults.flip_prob) == (
+        TrainConfig.labelled_share,
+        TrainConfig.flip_prob,
+    )
+    pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")
+    assert pretrain.flip_prob == 0.0
