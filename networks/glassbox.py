@@ -65,8 +65,12 @@ class GlassBoxNet(nn.Module):
         upsample: decoder upsampling, ``"resize"`` (default) or ``"deconv"``.
         sample_in_eval: draw ``z`` from the posterior in eval mode too (default: ``z = mu``).
         upsample_attention: return the attention map at input size instead of feature size.
-        latent_pool: the latent layer's pooled branch, ``"mean"`` (default), ``"max"`` or
-            ``"none"`` (see :class:`~networks.latent.GaussianLatent`).
+        latent_pool: the latent layer's pooled branch, ``"attention"`` (default), ``"mean"``,
+            ``"max"`` or ``"none"`` (see :class:`~networks.latent.GaussianLatent`). With
+            ``"attention"`` the classifier branch is the attention-weighted average of the
+            encoder features and the flattened (decoder) branch reads them ungated, so the
+            attention map is where the classifier looks; with the others both branches read the
+            gated features ``features * attention``.
         classifier_path: ``"pooled"`` (default): the classification loss trains the encoder
             through the pooled branch only (the logits are the same in value); ``"all"``:
             through the flattened branch too, which memorises training images.
@@ -104,7 +108,7 @@ class GlassBoxNet(nn.Module):
         upsample: str = "resize",
         sample_in_eval: bool = False,
         upsample_attention: bool = False,
-        latent_pool: str = "mean",
+        latent_pool: str = "attention",
         classifier_path: str = "pooled",
     ) -> None:
         super().__init__()
@@ -148,6 +152,7 @@ class GlassBoxNet(nn.Module):
         self.unit = unit
         self.sample_in_eval = bool(sample_in_eval)
         self.upsample_attention = bool(upsample_attention)
+        self.latent_pool = latent_pool
 
         self.encoder = ShuffleEncoder(
             spatial_dims, in_channels, preset.stem_channels, preset.widths, preset.depths, unit=unit
@@ -227,7 +232,10 @@ class GlassBoxNet(nn.Module):
         self.check_input(x)
         features = self.encoder(x)
         attention = self.attention(features)
-        mu, logvar, mu_cls = self.latent(features * attention)
+        if self.latent_pool == "attention":
+            mu, logvar, mu_cls = self.latent(features, attention)
+        else:
+            mu, logvar, mu_cls = self.latent(features * attention)
         if self.upsample_attention:
             attention = upsample_attention(attention, self.img_size)
         return mu, logvar, mu_cls, attention

@@ -12,8 +12,9 @@ from torch import nn
 __all__ = ["GaussianLatent", "reparameterize", "POOL_MODES", "CLASSIFIER_PATHS"]
 
 
-POOL_MODES = ("mean", "max", "none")
-"""Global pooling of the latent layer's pooled branch: average (default), maximum, or no branch."""
+POOL_MODES = ("attention", "mean", "max", "none")
+"""Global pooling of the latent layer's pooled branch: attention-weighted average (default),
+average, maximum, or no branch."""
 
 CLASSIFIER_PATHS = ("pooled", "all")
 """How the classification loss reaches the encoder: through the pooled branch only (default) or both."""
@@ -43,7 +44,8 @@ class GaussianLatent(nn.Module):
         feature_size: spatial size of the gated features, e.g. ``(8, 8)``.
         proj_channels: channels after the 1×1 reduction.
         latent_dim: number of latent variables.
-        pool: ``"mean"`` (default), ``"max"`` or ``"none"`` (flattened branch only).
+        pool: ``"attention"`` (default; ``forward`` then needs the attention map), ``"mean"``,
+            ``"max"`` or ``"none"`` (flattened branch only).
         classifier_path: ``"pooled"`` (default; needs a pooled branch) or ``"all"``.
 
     Raises:
@@ -62,7 +64,7 @@ class GaussianLatent(nn.Module):
         feature_size: Sequence[int],
         proj_channels: int,
         latent_dim: int,
-        pool: str = "mean",
+        pool: str = "attention",
         classifier_path: str = "pooled",
     ) -> None:
         super().__init__()
@@ -85,23 +87,44 @@ class GaussianLatent(nn.Module):
             bias=False,
         )
         self.fc = nn.Linear(proj_channels * math.prod(feature_size), 2 * latent_dim)
-        self.fc_pool = nn.Linear(in_channels, 2 * latent_dim) if pool != "none" else None
+        self.fc_pool = nn.Linear(in_channels, 2 * latent_dim) if pool in ("mean", "max") else None
+        # its own name: a checkpoint of another pooling fails to load instead of loading silently
+        self.fc_attention_pool = nn.Linear(in_channels, 2 * latent_dim) if pool == "attention" else None
 
-    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, attention: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mu, logvar, mu_for_classifier)``, each ``(batch, latent_dim)``.
 
         ``mu_for_classifier`` equals ``mu`` in value; with ``classifier_path="pooled"`` its
         gradient skips the flattened branch.
+
+        Args:
+            features: encoder features ``(batch, channels, *feature_size)``; gated by the
+                attention map (``features * attention``) for the ``mean``/``max``/``none``
+                poolings, as they are for ``"attention"``.
+            attention: the ``(batch, 1, *feature_size)`` map in [0, 1]; required by
+                ``pool="attention"``, ignored otherwise.
+
+        Raises:
+            ValueError: ``pool="attention"`` without an attention map.
         """
         flat = self.fc(torch.flatten(self.reduce(features), 1))
         n = self.latent_dim
-        if self.fc_pool is None:
-            return flat[:, :n], flat[:, n:], flat[:, :n]
-        pooled_features = torch.flatten(features, 2)
-        if self.pool == "max":
-            pooled = self.fc_pool(pooled_features.amax(dim=2))
+        if self.fc_attention_pool is not None:
+            if attention is None:
+                raise ValueError('pool="attention" needs the attention map, got attention=None')
+            weights = torch.flatten(attention, 2)  # (batch, 1, positions)
+            weighted = (torch.flatten(features, 2) * weights).sum(dim=2) / (weights.sum(dim=2) + 1e-6)
+            pooled = self.fc_attention_pool(weighted)
+        elif self.fc_pool is not None:
+            pooled_features = torch.flatten(features, 2)
+            if self.pool == "max":
+                pooled = self.fc_pool(pooled_features.amax(dim=2))
+            else:
+                pooled = self.fc_pool(pooled_features.mean(dim=2))
         else:
-            pooled = self.fc_pool(pooled_features.mean(dim=2))
+            return flat[:, :n], flat[:, n:], flat[:, :n]
         stats = flat + pooled
         mu = stats[:, :n]
         if self.classifier_path == "pooled":

@@ -126,7 +126,9 @@ def test_contributions_need_linear_head():
         GlassBoxNet(img_size=32, head="mlp").latent_contributions(torch.zeros(1, 16))
 
 
-def test_attention_in_unit_interval_and_gates_features(tiny2d):
+def test_attention_in_unit_interval_and_gates_features():
+    torch.manual_seed(0)
+    tiny2d = GlassBoxNet(img_size=(64, 64), latent_pool="mean").eval()  # both branches read gated features
     x = torch.rand(2, 1, 64, 64)
     with torch.no_grad():
         out = tiny2d(x)

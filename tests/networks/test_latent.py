@@ -38,11 +38,13 @@ def test_pooled_branch_reads_a_response_wherever_it_is(spatial_dims: int, pool: 
 def test_classifier_input_equals_mu_and_its_gradient_skips_the_flattened_branch(path: str) -> None:
     torch.manual_seed(0)
     layer = GaussianLatent(2, 6, (4, 4), 3, 5, classifier_path=path).train()
-    mu, logvar, mu_cls = layer(torch.rand(4, 6, 4, 4))
+    attention = torch.rand(4, 1, 4, 4, requires_grad=True)
+    mu, logvar, mu_cls = layer(torch.rand(4, 6, 4, 4), attention)
     torch.testing.assert_close(mu_cls, mu, rtol=0, atol=0)
     mu_cls.sum().backward()
     flat_grad = layer.fc.weight.grad
-    assert layer.fc_pool.weight.grad.abs().sum() > 0
+    assert layer.fc_attention_pool.weight.grad.abs().sum() > 0
+    assert attention.grad.abs().sum() > 0  # the classifier trains the attention map
     if path == "pooled":
         assert flat_grad is None
     else:
@@ -68,15 +70,18 @@ def test_glassbox_logits_equal_the_head_on_mu_and_cross_entropy_leaves_the_flatt
 def test_branch_can_be_switched_off_and_every_variant_scripts() -> None:
     plain = GaussianLatent(2, 6, (4, 4), 3, 5, pool="none", classifier_path="all")
     assert plain.fc_pool is None
-    pooled = GaussianLatent(2, 6, (4, 4), 3, 5)
-    assert (
-        sum(p.numel() for p in pooled.parameters())
-        == sum(p.numel() for p in plain.parameters()) + 6 * 10 + 10
-    )
-    x = torch.rand(2, 6, 4, 4)
-    for layer in (plain.eval(), pooled.eval(), GaussianLatent(2, 6, (4, 4), 3, 5, pool="max").eval()):
-        scripted = torch.jit.script(layer)
-        torch.testing.assert_close(scripted(x)[0], layer(x)[0])
+    pooled = GaussianLatent(2, 6, (4, 4), 3, 5, pool="mean")
+    attention = GaussianLatent(2, 6, (4, 4), 3, 5)
+    assert attention.fc_pool is None and pooled.fc_attention_pool is None
+    for layer in (pooled, attention):
+        assert (
+            sum(p.numel() for p in layer.parameters())
+            == sum(p.numel() for p in plain.parameters()) + 6 * 10 + 10
+        )
+    x, att = torch.rand(2, 6, 4, 4), torch.rand(2, 1, 4, 4)
+    for layer in (plain, pooled, attention, GaussianLatent(2, 6, (4, 4), 3, 5, pool="max")):
+        scripted = torch.jit.script(layer.eval())
+        torch.testing.assert_close(scripted(x, att)[0], layer(x, att)[0])
     net = GlassBoxNet(img_size=(32, 32), latent_pool="none", classifier_path="all")
     assert net.latent.fc_pool is None
 
@@ -84,7 +89,7 @@ def test_branch_can_be_switched_off_and_every_variant_scripts() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"pool": "avg"}, r"pool must be one of \('mean', 'max', 'none'\), got 'avg'"),
+        ({"pool": "avg"}, r"pool must be one of \('attention', 'mean', 'max', 'none'\), got 'avg'"),
         ({"classifier_path": "flat"}, r"classifier_path must be one of \('pooled', 'all'\), got 'flat'"),
         ({"pool": "none"}, r'classifier_path="pooled" needs a pooled branch, got pool="none"'),
     ],
@@ -99,6 +104,47 @@ def test_glassbox_rejects_a_pooled_classifier_path_without_a_pooled_branch() -> 
         GlassBoxNet(img_size=(32, 32), latent_pool="none")
     with pytest.raises(ValueError, match="latent_pool"):
         GlassBoxNet(img_size=(32, 32), latent_pool="avg")
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_attention_pool_is_the_attention_weighted_average_of_the_ungated_features(spatial_dims: int) -> None:
+    torch.manual_seed(0)
+    size = (4,) * spatial_dims
+    layer = GaussianLatent(spatial_dims, 6, size, 3, 5).eval()
+    features = torch.rand(1, 6, *size)
+    flat = layer.fc(torch.flatten(layer.reduce(features), 1))[0, :5]
+
+    def pooled_mu(attention: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return layer(features, attention)[0][0] - flat
+
+    w, b = layer.fc_attention_pool.weight[:5], layer.fc_attention_pool.bias[:5]
+    one_hot = torch.zeros(1, 1, *size)
+    one_hot[(0, 0) + (1,) * spatial_dims] = 0.7  # one attended position, any height
+    at_position = features[(0, slice(None)) + (1,) * spatial_dims]
+    torch.testing.assert_close(pooled_mu(one_hot), w @ at_position + b)
+    uniform = torch.full((1, 1, *size), 0.3)  # uniform attention = the plain average
+    torch.testing.assert_close(pooled_mu(uniform), w @ features.flatten(2).mean(2)[0] + b)
+    torch.testing.assert_close(pooled_mu(torch.zeros(1, 1, *size)), b)  # nothing attended
+    with pytest.raises(ValueError, match="needs the attention map, got attention=None"):
+        layer(features)
+
+
+def test_glassbox_attention_pool_reads_ungated_features_for_the_decoder() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 32, 32)
+    net = GlassBoxNet(img_size=(32, 32), latent_dim=4).eval()
+    handle = net.attention.register_forward_hook(lambda mod, inp, res: torch.zeros_like(res))
+    try:
+        with torch.no_grad():
+            mu = net(x)["mu"]
+            features = net.encoder(x)
+            flat = net.latent.fc(torch.flatten(net.latent.reduce(features), 1))[:, :4]
+    finally:
+        handle.remove()
+    # a zero map removes the pooled branch only: the flattened branch still sees the image
+    torch.testing.assert_close(mu, flat + net.latent.fc_attention_pool.bias[:4])
+    assert not torch.allclose(mu[0], mu[1])
 
 
 def test_reparameterize_uses_the_variance() -> None:
