@@ -1,4 +1,4 @@
-"""Gaussian latent layer of the β-VAE: gated features → ``mu``, ``logvar``; reparameterisation."""
+"""Gaussian latent layer of the β-VAE: encoder features (+ attention map) → ``mu``, ``logvar``; reparameterisation."""
 
 from __future__ import annotations
 
@@ -27,16 +27,23 @@ class GaussianLatent(nn.Module):
     can place structures again and the attention map's gating acts position by position. It
     ties the layer to one feature size.
 
-    The pooled branch adds a linear map of each gated feature channel's global average (or
-    maximum). With ``classifier_path="pooled"`` the classifier's input is the same ``mu`` in
-    value, but the classification loss reaches the encoder only through the pooled branch: the
-    flattened branch learns from reconstruction and KL alone. Measured on ``brain2d`` 64×64
-    (2,000 training images, 8 epochs, ``tiny``, training seeds 0/1/2 on one cohort): with the
-    loss reaching the flattened branch the network memorised its training images (train CE
-    0.22, test AUC 0.855 / 0.492 / 0.545 with a global-max branch); a global-max branch alone
-    also fails (plain classifier on the encoder, seed 1: 0.486) while a global average works
-    (0.869). The defaults (average, ``"pooled"``) with β = 0 fine-tuning reach 0.860 / 0.847 /
-    0.793 (``bundles/glassbox_classification/docs/README.md``).
+    The pooled branch adds a linear map of a global summary of each feature channel: by
+    default the *attention-weighted average* of the ungated features, ``Σ a·f / Σ a`` over
+    positions, so the attention map is where the classifier reads the image (attention-based
+    pooling, Ilse et al. 2018); the flattened branch then reads the ungated features. The
+    ``mean``/``max`` poolings read the gated features ``f·a`` in both branches. With
+    ``classifier_path="pooled"`` the classifier's input is the same ``mu`` in value, but the
+    classification loss reaches the encoder only through the pooled branch: the flattened
+    branch learns from reconstruction and KL alone.
+
+    Measured on ``brain2d`` 64×64 (2,000 training images, 8 epochs, ``tiny``, training seeds
+    on one cohort): with the loss reaching the flattened branch the network memorised its
+    training images (train CE 0.22, test AUC 0.855 / 0.492 / 0.545 with a global-max branch);
+    a global-max branch alone also fails (plain classifier on the encoder, seed 1: 0.486); the
+    gated average reached 0.860 / 0.847 / 0.793 without flips but 0.873 / 0.653 / 0.502 with
+    random flips, the attention-weighted average 0.890 / 0.852 with flips, its attention map
+    pointing at the lesion in 0.39 / 0.69 of true positives (gated average: 0.23 on seed 0).
+    Figures: ``bundles/glassbox_classification/docs/README.md``.
 
     Args:
         spatial_dims: 2 or 3.
@@ -52,7 +59,7 @@ class GaussianLatent(nn.Module):
         ValueError: unknown ``pool`` or ``classifier_path``, or ``"pooled"`` without a branch.
 
     Example:
-        >>> mu, logvar, _ = GaussianLatent(2, 32, (4, 4), 8, 16)(torch.zeros(3, 32, 4, 4))
+        >>> mu, logvar, _ = GaussianLatent(2, 32, (4, 4), 8, 16)(torch.zeros(3, 32, 4, 4), torch.ones(3, 1, 4, 4))
         >>> mu.shape, logvar.shape
         (torch.Size([3, 16]), torch.Size([3, 16]))
     """
