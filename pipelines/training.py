@@ -60,7 +60,7 @@ from pipelines.mlflow_tracking import RunTracker
 from pipelines.sampling import labelled_share_sampler
 from pipelines.training_config import TrainConfig, resolve_tracking_uri, run_intensity_range
 from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
-from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, load_pretrained
+from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, frozen_modules, load_pretrained
 from transforms.image_loading import LoadMedicalImaged
 from transforms.intensity_range import dataset_intensity_range
 from transforms.keys import Keys
@@ -323,7 +323,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
             loss_fn,
             use_labels=config.mode == "classify",
             amp=config.amp,
-            frozen_modules=ENCODER_MODULES if config.freeze_encoder else (),
+            frozen_modules=frozen_modules(network) if config.freeze_encoder else (),
         ),
         key_train_metric=key_metric,
         additional_metrics=train_extra,

@@ -16,6 +16,7 @@ from pipelines.cli import main
 from pipelines.mlflow_tracking import RUN_ID_FILE
 from pipelines.training import ENCODER_MODULES, build_transforms, train
 from pipelines.training_config import TrainConfig
+from pipelines.transfer_learning import CLASSIFIER_POOLING
 
 TINY = {"spatial_size": (32, 32), "batch_size": 8, "size": "tiny", "latent_dim": 8}
 
@@ -151,8 +152,14 @@ def test_freeze_encoder_keeps_pretrained_encoder(runs: dict, cohort: Path, tmp_p
     train(config)
     before = torch.load(best, weights_only=True)
     after = torch.load(tmp_path / "frozen" / "last.pt", weights_only=True)["model"]
-    encoding = [k for k in after if k.split(".")[0] in ENCODER_MODULES and after[k].is_floating_point()]
+    floats = [k for k in after if after[k].is_floating_point()]
+    encoding = [
+        k for k in floats if k.split(".")[0] in ENCODER_MODULES and not k.startswith(CLASSIFIER_POOLING)
+    ]
     assert encoding and all(torch.equal(before[k], after[k]) for k in encoding)
+    # the classifier's attention pooling is neither transferred nor frozen
+    pooling = [k for k in floats if k.startswith(CLASSIFIER_POOLING)]
+    assert pooling and all(not torch.equal(before[k], after[k]) for k in pooling if k.endswith("weight"))
     decoder = [k for k in after if k.startswith("decoder.") and after[k].is_floating_point()]
     assert any(not torch.equal(before[k], after[k]) for k in decoder)  # the decoder still trains
 
