@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     demo.add_argument("--n", type=int, default=1200, help="phantom images to generate (default 1200)")
     demo.add_argument("--pretrain-epochs", type=int, default=6, help="self-supervised epochs (default 6)")
-    demo.add_argument("--classify-epochs", type=int, default=10, help="fine-tuning epochs (default 10)")
+    demo.add_argument("--classify-epochs", type=int, default=20, help="fine-tuning epochs (default 20)")
     demo.add_argument(
         "--label-fraction",
         type=float,
