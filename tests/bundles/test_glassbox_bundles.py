@@ -15,6 +15,7 @@ from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 from networks.glassbox import GlassBoxNet
 from pipelines.bundle_runner import BUNDLES_DIR, parse_overrides, run_bundle
 from pipelines.cli import main
+from pipelines.transfer_learning import CLASSIFIER_POOLING, TRANSFER_MODULES
 
 BUNDLES = ("glassbox_pretrain", "glassbox_classification")
 SCHEMA = BUNDLES_DIR / "schema" / "metadata_schema.json"
@@ -113,7 +114,13 @@ def test_unknown_override_is_rejected_before_running(tmp_path: Path, capsys: pyt
 
 def test_pretrained_checkpoint_seeds_classification(trained: dict) -> None:
     own = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).state_dict()
-    expected = [k for k in own if k.split(".")[0] in ("encoder", "attention", "latent", "decoder")]
+    expected = [
+        k
+        for k in own
+        if k.split(".")[0] in ("encoder", "attention", "latent", "decoder")
+        and not k.startswith(CLASSIFIER_POOLING)  # the classifier's attention pooling is trained anew
+    ]
+    assert len(expected) < len([k for k in own if k.split(".")[0] in TRANSFER_MODULES])
     assert trained["cls_metrics"]["pretrained_tensors_loaded"] == len(expected)
     assert trained["pre_metrics"]["epochs_completed"] == 1
 
