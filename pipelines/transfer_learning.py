@@ -111,9 +111,10 @@ def freeze_encoder(network: torch.nn.Module) -> int:
     keeps the frozen modules in eval mode during training (frozen batch-norm statistics).
     """
     skipped = CLASSIFIER_POOLING if _attention_pooling(network) else ()
+    modules = frozen_modules(network)
     frozen = 0
     for name, p in network.named_parameters():
-        if name.split(".")[0] in frozen_modules(network) and not name.startswith(skipped):
+        if name.split(".")[0] in modules and not name.startswith(skipped):
             p.requires_grad_(False)
             frozen += p.numel()
     return frozen
