@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import logging
 import math
@@ -253,6 +254,11 @@ def train(config: TrainConfig) -> dict[str, float]:
         # rank 0 still logs to MLflow after the others return: tearing the group down while a peer
         # works aborted a gloo rank now and then ("terminate called without an active exception")
         barrier(ctx)
+        if ctx.distributed:
+            # the Ignite engines form reference cycles that keep the DDP wrapper (its reducer and
+            # gloo work objects) alive until a later collection, at worst during interpreter
+            # shutdown after the group is gone, where freeing them can abort the rank; free them now
+            gc.collect()
         return result
     finally:
         if ctx is not None:

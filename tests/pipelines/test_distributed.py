@@ -26,7 +26,8 @@ TINY = {"spatial_size": (32, 32), "size": "tiny", "latent_dim": 8}
 # The entry every rank runs: it records which training images the rank loads (a first transform
 # appending the image path to seen_rank<RANK>.txt), then hands over to ``pipelines.distributed``.
 _ENTRY = """
-import os, sys
+import faulthandler, os, sys
+faulthandler.enable()  # a rank that aborts prints its Python stack to stderr
 from pathlib import Path
 import torch
 torch.set_num_threads(1)
