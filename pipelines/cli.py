@@ -113,6 +113,7 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
         mode=mode,
         size=args.size,
         latent_dim=args.latent_dim,
+        latent_pool=args.latent_pool,
         spatial_size=tuple(args.spatial_size),
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -191,6 +192,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--size", choices=("tiny", "small", "base"), default="tiny", help="network preset")
     parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument(
+        "--latent-pool",
+        choices=("attention", "mean", "max"),
+        default="attention",
+        help="how the classifier reads the encoder features (default attention: weighted by the attention map)",
+    )
     parser.add_argument(
         "--spatial-size",
         type=int,

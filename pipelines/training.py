@@ -95,6 +95,7 @@ def build_network(config: TrainConfig) -> GlassBoxNet:
         img_size=config.spatial_size,
         size=config.size,
         latent_dim=config.latent_dim,
+        latent_pool=config.latent_pool,
     )
 
 

@@ -16,6 +16,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
+from networks.latent import POOL_MODES
 from networks.presets import SIZE_PRESETS
 from transforms.intensity_range import check_intensity_range
 
@@ -85,6 +86,10 @@ class TrainConfig:
             ``"classify"`` (adds the label-masked cross-entropy).
         size: network preset (``"tiny"``, ``"small"``, ``"base"``).
         latent_dim: number of latent variables.
+        latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
+            ``"attention"`` (default) averages them weighted by the spatial attention map,
+            ``"mean"``/``"max"`` pool them globally. Fine-tuning may differ from the pretraining
+            run: pooling tensors that do not match keep their fresh initialisation.
         spatial_size: image size after preprocessing (2 or 3 ints, divisible by 8).
         num_classes: classifier outputs.
         epochs: total training epochs (a resumed run continues up to this count).
@@ -150,6 +155,7 @@ class TrainConfig:
     mode: str = "classify"
     size: str = "tiny"
     latent_dim: int = 16
+    latent_pool: str = "attention"
     spatial_size: tuple[int, ...] = (64, 64)
     num_classes: int = 2
     epochs: int = 20
@@ -189,6 +195,9 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size not in SIZE_PRESETS:
             raise ValueError(f"size must be one of {tuple(SIZE_PRESETS)}, got {self.size!r}")
+        pools = tuple(m for m in POOL_MODES if m != "none")  # the classifier reads a pooled branch
+        if self.latent_pool not in pools:
+            raise ValueError(f"latent_pool must be one of {pools}, got {self.latent_pool!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         spatial = tuple(self.spatial_size) if isinstance(self.spatial_size, (list, tuple)) else ()

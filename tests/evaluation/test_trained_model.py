@@ -31,6 +31,22 @@ def test_run_folder_and_checkpoint_load_the_saved_weights(untrained_run: Path) -
         assert all(torch.equal(state[k], saved[k]) for k in saved)
 
 
+def test_run_folder_rebuilds_the_pooling_it_was_trained_with(untrained_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "mean_pool"
+    run.mkdir()
+    config = json.loads((untrained_run / "config.json").read_text()) | {"latent_pool": "mean"}
+    (run / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1)
+    net = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8, latent_pool="mean")
+    torch.save({"model": net.state_dict()}, run / "best.pt")
+    trained = load_trained_model(run)
+    assert trained.network.latent_pool == "mean" and trained.config.latent_pool == "mean"
+    assert _same_weights(trained.network, net)
+    (run / "config.json").write_text(json.dumps(config | {"latent_pool": "attention"}))
+    with pytest.raises(ValueError, match=r"does not fit the network of its config.json"):
+        load_trained_model(run)  # the mean-pool checkpoint under an attention-pool config
+
+
 def test_folder_prefers_best_over_last_and_reads_run_id(untrained_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(untrained_run, run)

@@ -63,13 +63,14 @@ def test_training_options_reach_the_train_config(tmp_path):
     datalist = tmp_path / "d.json"
     datalist.write_text("{}")
     common = ["--datalist", str(datalist), "--out", str(tmp_path / "o")]
-    args = build_parser().parse_args(["classify", *common, "--labelled-share", "0.3", "--flip-prob", "0.2"])
-    config = _train_config(args, "classify")
-    assert (config.labelled_share, config.flip_prob) == (0.3, 0.2)
+    options = ["--labelled-share", "0.3", "--flip-prob", "0.2", "--latent-pool", "mean"]
+    config = _train_config(build_parser().parse_args(["classify", *common, *options]), "classify")
+    assert (config.labelled_share, config.flip_prob, config.latent_pool) == (0.3, 0.2, "mean")
     defaults = _train_config(build_parser().parse_args(["classify", *common]), "classify")
-    assert (defaults.labelled_share, defaults.flip_prob) == (
+    assert (defaults.labelled_share, defaults.flip_prob, defaults.latent_pool) == (
         TrainConfig.labelled_share,
         TrainConfig.flip_prob,
+        TrainConfig.latent_pool,
     )
     pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")
     assert pretrain.flip_prob == 0.0

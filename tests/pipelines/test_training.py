@@ -197,6 +197,7 @@ def test_unreachable_tracking_server_warns_once(
         ({"erase_prob": -0.1}, r"erase_prob must be in \[0, 1\], got -0.1"),
         ({"flip_prob": 1.5}, r"flip_prob must be in \[0, 1\], got 1.5"),
         ({"labelled_share": 1.0}, r"labelled_share must be in \[0, 1\), got 1.0"),
+        ({"latent_pool": "none"}, r"latent_pool must be one of \('attention', 'mean', 'max'\), got 'none'"),
         (
             {"spatial_size": (30, 30)},
             r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
