@@ -267,6 +267,48 @@ class GlassBoxNet(nn.Module):
         """
         return latent_contributions(self.head, mu)
 
+    def position_contributions(self, x: torch.Tensor, target_class: int = 1) -> torch.Tensor:
+        """Where the image moves the decision: each feature position's exact share of the margin.
+
+        The margin is the target logit less the mean of the other logits (the logit itself
+        with one class). With the linear head, ``mu`` is linear in per-position terms
+        (:meth:`GaussianLatent.position_contributions`), so the margin splits exactly over the
+        feature positions: the map sums to the margin less a constant of the weights. Positive
+        values speak for ``target_class``.
+
+        Args:
+            x: images, ``(batch, in_channels, *img_size)``.
+            target_class: the class whose margin is split.
+
+        Returns:
+            Shares ``(batch, 1, *feature_size)`` (1/8 of the input size).
+
+        Raises:
+            TypeError: if the model was built with ``head="mlp"``.
+            ValueError: ``target_class`` out of range, or ``x`` does not fit the network.
+        """
+        if not isinstance(self.head, nn.Linear):
+            raise TypeError(
+                f"head: position contributions need a linear head (head='linear'), got {type(self.head).__name__}"
+            )
+        classes = self.head.out_features
+        if (
+            isinstance(target_class, bool)
+            or not isinstance(target_class, int)
+            or not 0 <= target_class < classes
+        ):
+            raise ValueError(f"target_class must be an int in [0, {classes - 1}], got {target_class!r}")
+        weight = self.head.weight
+        direction = weight[target_class]
+        if classes > 1:
+            direction = direction - (weight.sum(dim=0) - weight[target_class]) / (classes - 1)
+        self.check_input(x)
+        features = self.encoder(x)
+        attention = self.attention(features)
+        if self.latent_pool == "attention":
+            return self.latent.position_contributions(features, direction, attention)
+        return self.latent.position_contributions(features * attention, direction)
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the whole network.
 

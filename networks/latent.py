@@ -138,6 +138,61 @@ class GaussianLatent(nn.Module):
             return mu, stats[:, n:], flat[:, :n].detach() + pooled[:, :n]
         return mu, stats[:, n:], mu
 
+    def position_contributions(
+        self, features: torch.Tensor, direction: torch.Tensor, attention: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Split ``direction · mu`` exactly over the feature positions, ``(batch, 1, *feature_size)``.
+
+        Both branches are linear in per-position terms: the flattened branch's linear map reads
+        each position's 1×1-reduced features, and the pooled branch's global summary is a sum
+        over positions (``Σ a·f / Σ a``; ``mean``: ``Σ f / N``; ``max``: each channel's maximum,
+        credited to the position that holds it). Summed over positions the map gives
+        ``direction · mu`` less ``direction · (fc.bias + pool.bias)[:latent_dim]``, a constant.
+
+        Args:
+            features: the features :meth:`forward` takes, ``(batch, channels, *feature_size)``.
+            direction: ``(latent_dim,)`` weights on ``mu``, e.g. a row of a linear head.
+            attention: the attention map; required by ``pool="attention"``, ignored otherwise.
+
+        Returns:
+            The per-position shares ``(batch, 1, *feature_size)``.
+
+        Raises:
+            ValueError: ``direction`` of the wrong shape, or ``pool="attention"`` without an
+                attention map.
+
+        Example:
+            >>> layer = GaussianLatent(2, 8, (4, 4), 4, 3, pool="mean").eval()
+            >>> f, d = torch.randn(2, 8, 4, 4), torch.randn(3)
+            >>> shares = layer.position_contributions(f, d).flatten(1).sum(1)
+            >>> offset = d @ (layer.fc.bias + layer.fc_pool.bias)[:3]
+            >>> torch.allclose(shares + offset, layer(f)[0] @ d, atol=1e-5)
+            True
+        """
+        n = self.latent_dim
+        if direction.shape != (n,):
+            raise ValueError(f"direction: expected shape ({n},), got {tuple(direction.shape)}")
+        reduced = self.reduce(features)
+        flat_weights = (direction @ self.fc.weight[:n]).view(reduced.shape[1:])
+        shares = (reduced * flat_weights).sum(dim=1, keepdim=True)
+        pool_layer = self.fc_attention_pool if self.fc_attention_pool is not None else self.fc_pool
+        if pool_layer is None:
+            return shares
+        per_position = torch.einsum("c,bc...->b...", direction @ pool_layer.weight[:n], features).unsqueeze(1)
+        if self.fc_attention_pool is not None:
+            if attention is None:
+                raise ValueError('pool="attention" needs the attention map, got attention=None')
+            total = torch.flatten(attention, 1).sum(dim=1) + 1e-6
+            return shares + attention * per_position / total.view(-1, *[1] * (attention.dim() - 1))
+        if self.pool == "mean":
+            return shares + per_position / math.prod(features.shape[2:])
+        # max: each channel's maximum is credited to the position holding it
+        flat_features = torch.flatten(features, 2)
+        winner = torch.zeros_like(flat_features).scatter_(2, flat_features.argmax(dim=2, keepdim=True), 1.0)
+        channel_weights = (direction @ pool_layer.weight[:n]).view(1, -1, 1)
+        credited = (winner * flat_features * channel_weights).sum(dim=1, keepdim=True)
+        return shares + credited.view_as(shares)
+
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Draw ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)`` (Kingma & Welling 2014).

@@ -4,7 +4,8 @@ One image (:func:`explain_image`): the prediction and each latent's contribution
 (weight × value), latent traversals of the most influential dimensions (±3σ of the aggregate
 posterior) with difference maps, a latent-shift counterfactual (original, reconstruction,
 counterfactual, difference map; how far the latent and the image had to move), and the
-attention, counterfactual, GradCAM and occlusion maps overlaid on the input (with the lesion
+attention, contribution (each position's exact share of the logit margin), counterfactual,
+GradCAM and occlusion maps overlaid on the input (with the lesion
 mask contour and localisation scores when a mask is given).
 
 A dataset (:func:`pipelines.explain_dataset.explain_dataset`): the same maps on every correctly classified positive
@@ -61,7 +62,7 @@ __all__ = [
 
 logger = logging.getLogger("medglass.explain")
 
-METHODS = ("attention", "counterfactual", "gradcam", "occlusion")
+METHODS = ("attention", "contribution", "counterfactual", "gradcam", "occlusion")
 ACTIVE_KL = 0.01  # nats: a latent whose KL to the prior is below this carries no information
 
 
@@ -158,7 +159,7 @@ def image_explanations(
     sigma: torch.Tensor,
     mask: torch.Tensor | None,
 ) -> tuple[CounterfactualResult, dict[str, torch.Tensor], dict[str, float]]:
-    """Counterfactual, the four maps and their scores for one input."""
+    """Counterfactual, the saliency maps (:data:`METHODS`) and their scores for one input."""
     cf = latent_shift_counterfactual(
         trained.network,
         x,
@@ -314,7 +315,7 @@ def explain_image(
     report.heading("Saliency maps")
     report.figure(
         figures[2],
-        "Attention, counterfactual difference, GradCAM and occlusion overlaid on the input.",
+        "Attention, contribution (each position's share of the logit margin), counterfactual difference, GradCAM and occlusion overlaid on the input.",
         root=out_dir,
     )
     if scores:

@@ -1,7 +1,7 @@
 """``medglass explain --datalist``: explanations of a datalist section, methods compared against the masks.
 
-The maps of :mod:`pipelines.explain` (attention, counterfactual difference, GradCAM, occlusion)
-on every correctly classified positive (up to ``max_images``), scored against the true lesion
+The maps of :mod:`pipelines.explain` (attention, contribution, counterfactual difference, GradCAM,
+occlusion) on every correctly classified positive (up to ``max_images``), scored against the true lesion
 masks — pointing game, IoU of the top-5 % pixels, deletion/insertion AUC — in one table per
 method; the counterfactual flip rate and the median fraction of changed pixels; active units;
 MIG/DCI/SAP against the phantom's ``factors.csv`` when there is one beside the datalist; a

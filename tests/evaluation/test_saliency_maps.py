@@ -12,6 +12,7 @@ from evaluation.saliency_maps import (
     SALIENCY_METHODS,
     attention_map,
     compute_maps,
+    contribution_map,
     counterfactual_map,
     default_gradcam_layer,
     gradcam_map,
@@ -136,6 +137,35 @@ def test_attention_is_upsampled_to_the_input(quadrant):
     assert att.shape == (32, 32) and torch.allclose(att, torch.full((32, 32), 0.3))
     net, image, top_left = quadrant  # attention already at input size: returned as it is
     assert torch.equal(attention_map(net, image), image[0, 0] * top_left)
+
+
+def test_contribution_map_shows_where_the_evidence_for_the_class_lies(quadrant):
+    torch.manual_seed(0)
+    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32), latent_dim=4).eval()
+    channels = net.latent.fc_attention_pool.in_features
+    d = net.head.weight[1] - net.head.weight[0]
+    sign = torch.sign(d @ net.latent.fc_attention_pool.weight[:4].sum(dim=1)).item()
+
+    class TopLeftFeatures(nn.Module):  # 4×4 features: the image's 8×8 means, top-left 2×2 only
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pooled = nn.functional.avg_pool2d(x, 8).repeat(1, channels, 1, 1)
+            keep = torch.zeros_like(pooled)
+            keep[..., :2, :2] = sign
+            return pooled * keep
+
+    net.encoder = TopLeftFeatures()
+    with torch.no_grad():
+        net.latent.fc.weight.zero_()  # no flattened-branch share
+    _, image, top_left = quadrant
+    evidence = contribution_map(net, image, target_class=1)
+    assert evidence.shape == (32, 32) and bool((evidence >= 0).all())
+    assert (
+        evidence[:16, :16].min() > 0
+        and evidence[24:, :].abs().max() == 0
+        and evidence[:, 24:].abs().max() == 0
+    )
+    assert pointing_game(evidence, top_left)
+    assert contribution_map(net, image, target_class=0).abs().max() == 0  # all of it speaks for class 1
 
 
 def test_errors(quadrant):

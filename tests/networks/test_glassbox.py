@@ -126,6 +126,36 @@ def test_contributions_need_linear_head():
         GlassBoxNet(img_size=32, head="mlp").latent_contributions(torch.zeros(1, 16))
 
 
+@pytest.mark.parametrize("pool", ["attention", "mean", "max"])
+def test_position_contributions_split_the_margin_exactly(pool: str) -> None:
+    torch.manual_seed(0)
+    net = GlassBoxNet(img_size=(32, 32), num_classes=3, latent_dim=8, latent_pool=pool).eval()
+    x = torch.rand(4, 1, 32, 32)
+    with torch.no_grad():
+        logits = net(x)[Keys.LOGITS]
+        shares = net.position_contributions(x, target_class=2)
+    assert shares.shape == (4, 1, 4, 4)  # 1/8 of the input size
+    margin = logits[:, 2] - (logits[:, 0] + logits[:, 1]) / 2
+    rest = margin - shares.flatten(1).sum(dim=1)  # the biases: the same for every image
+    torch.testing.assert_close(rest, rest[:1].expand_as(rest), atol=1e-4, rtol=0)
+    assert shares.abs().sum() > 0
+
+
+def test_position_contributions_of_two_classes_are_opposite() -> None:
+    torch.manual_seed(0)
+    net = GlassBoxNet(img_size=(32, 32), latent_dim=8).eval()
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net.position_contributions(x, 0), -net.position_contributions(x, 1))
+
+
+def test_position_contributions_need_a_linear_head_and_a_valid_class() -> None:
+    with pytest.raises(TypeError, match=r"head='linear'"):
+        GlassBoxNet(img_size=32, head="mlp").position_contributions(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ValueError, match=r"target_class must be an int in \[0, 1\], got 2"):
+        GlassBoxNet(img_size=32).position_contributions(torch.zeros(1, 1, 32, 32), target_class=2)
+
+
 def test_attention_in_unit_interval_and_gates_features():
     torch.manual_seed(0)
     tiny2d = GlassBoxNet(img_size=(64, 64), latent_pool="mean").eval()  # both branches read gated features

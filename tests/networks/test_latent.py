@@ -151,3 +151,47 @@ def test_reparameterize_uses_the_variance() -> None:
     torch.manual_seed(0)
     z = reparameterize(torch.zeros(20000, 1), torch.full((20000, 1), 2 * torch.log(torch.tensor(3.0)).item()))
     assert abs(z.std().item() - 3.0) < 0.1
+
+
+@pytest.mark.parametrize("pool", ["attention", "mean", "max", "none"])
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_position_contributions_split_the_projection_exactly(spatial_dims: int, pool: str) -> None:
+    torch.manual_seed(0)
+    size = (4,) * spatial_dims
+    path = "all" if pool == "none" else "pooled"
+    layer = GaussianLatent(spatial_dims, 6, size, 3, 5, pool=pool, classifier_path=path).eval()
+    direction = torch.randn(5)
+    offsets = []
+    for seed in (1, 2):  # the offset (biases) must not depend on the input
+        torch.manual_seed(seed)
+        features = torch.randn(2, 6, *size)
+        attention = torch.rand(2, 1, *size)
+        with torch.no_grad():
+            mu = layer(features, attention)[0]
+            shares = layer.position_contributions(features, direction, attention)
+        assert shares.shape == (2, 1, *size)
+        offsets.append(mu @ direction - shares.flatten(1).sum(dim=1))
+    offsets = torch.cat(offsets)
+    torch.testing.assert_close(offsets, offsets[:1].expand_as(offsets), atol=1e-4, rtol=0)
+
+
+def test_max_pool_credits_each_channel_to_the_position_holding_its_maximum() -> None:
+    layer = GaussianLatent(2, 2, (4, 4), 3, 2, pool="max").eval()
+    with torch.no_grad():
+        layer.fc.weight.zero_()  # only the max branch varies with the input
+        layer.fc_pool.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]]))
+    features = torch.zeros(1, 2, 4, 4)
+    features[0, 0, 1, 2] = 2.0
+    features[0, 1, 3, 0] = 5.0
+    shares = layer.position_contributions(features, torch.tensor([1.0, -1.0]))[0, 0]
+    expected = torch.zeros(4, 4)
+    expected[1, 2], expected[3, 0] = 2.0, -5.0
+    torch.testing.assert_close(shares, expected)
+
+
+def test_position_contributions_name_a_bad_direction_and_a_missing_attention_map() -> None:
+    layer = GaussianLatent(2, 6, (4, 4), 3, 5, pool="attention")
+    with pytest.raises(ValueError, match=r"direction: expected shape \(5,\), got \(4,\)"):
+        layer.position_contributions(torch.zeros(1, 6, 4, 4), torch.zeros(4), torch.ones(1, 1, 4, 4))
+    with pytest.raises(ValueError, match=r'pool="attention" needs the attention map'):
+        layer.position_contributions(torch.zeros(1, 6, 4, 4), torch.zeros(5))
