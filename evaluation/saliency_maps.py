@@ -61,6 +61,11 @@ class _Logits(nn.Module):
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
         self.net = net
+        # a new module starts in training mode; MONAI's ``eval_mode`` (used by its visualisers)
+        # puts a module that *was* training back with a recursive ``train()``, which switched an
+        # eval-mode network to training: later forward passes then updated its batch-norm
+        # statistics. Mirror the network's mode (the flag only, no recursion).
+        self.training = net.training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.classify(self.net.encode(x)["mu"])

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from monai.networks.utils import eval_mode
 
 from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual
 from evaluation.explanation_figures import counterfactual_figure, overlay_figure, traversal_figure
@@ -140,13 +141,15 @@ def _latent_scale(
 
 
 def _prob(trained: TrainedModel, x: torch.Tensor, target_class: int) -> float:
-    with torch.no_grad():
+    with eval_mode(trained.network):
         return float(torch.softmax(trained.network(x)["logits"], dim=1)[0, target_class])
 
 
 def _score_fn(trained: TrainedModel, target_class: int):
     def score(batch: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
+        # eval mode whatever the caller left: in training mode the deletion/insertion images
+        # would move the batch-norm statistics of the model being explained
+        with eval_mode(trained.network):
             return torch.softmax(trained.network(batch)["logits"], dim=1)[:, target_class]
 
     return score

@@ -124,6 +124,15 @@ def test_every_map_has_the_input_shape(spatial_dims, size):
     assert all(not m._forward_hooks and not m._backward_hooks for m in net.modules())
 
 
+def test_maps_leave_an_eval_model_in_eval_mode_with_its_statistics():
+    torch.manual_seed(0)
+    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=32, latent_dim=4).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    compute_maps(net, torch.rand(1, 1, 32, 32))
+    assert not any(m.training for m in net.modules())  # MONAI's eval_mode once re-trained occlusion's wrapper
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
 def test_attention_is_upsampled_to_the_input(quadrant):
     torch.manual_seed(0)
     net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32), latent_dim=4)

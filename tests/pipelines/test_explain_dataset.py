@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pipelines.explain import METHODS, ExplainSettings
+import torch
+
+from evaluation.latent_codes import load_model_input
+from evaluation.trained_model import load_trained_model
+from pipelines.explain import METHODS, ExplainSettings, image_explanations
 from pipelines.explain_dataset import explain_dataset
 from tests.pipelines.test_explain import _check_report
 
@@ -32,3 +37,27 @@ def test_dataset_report_scores_every_method_on_true_positives(
     assert "disentanglement/mig" in m  # factors.csv sits beside the cohort's datalists
     page = _check_report(tmp_path)
     assert "latent_attribute_correlation.png" in page.src and "counterfactual_0.png" in page.src
+
+
+def test_explaining_an_image_leaves_the_model_as_it_was(shortcut_run: tuple[Path, Path]) -> None:
+    run, datalist = shortcut_run
+    trained = load_trained_model(run)
+    before = {k: v.clone() for k, v in trained.network.state_dict().items()}
+    records = [r for r in json.loads(Path(datalist).read_text())["test"] if r.get("mask")][:1]
+    sigma = torch.ones(trained.network.latent_dim)
+    first_maps = None
+    for _ in range(2):  # the same image twice: the second pass sees what the first left behind
+        folder = Path(datalist).parent
+        x, mask = load_model_input(
+            folder / records[0]["image"],
+            trained.spatial_size,
+            mask=folder / records[0]["mask"],
+            intensity_range=trained.intensity_range,
+        )
+        _, maps, _ = image_explanations(trained, x, ExplainSettings(deletion_steps=4), sigma, mask)
+        assert not trained.network.training  # occlusion's wrapper once switched it to training mode ...
+        after = trained.network.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # ... and batch-norm statistics moved
+        if first_maps is None:
+            first_maps = maps
+    assert all(torch.allclose(first_maps[k], maps[k]) for k in ("attention", "contribution", "gradcam"))
