@@ -9,8 +9,9 @@ Values keep each method's own scale (no normalisation); only their order matters
 - ``contribution``: each feature position's exact share of the target class's logit margin
   (:meth:`networks.GlassBoxNet.position_contributions`: attention × class evidence, plus the
   flattened branch's share), positive part, resized like ``attention``. Unlike GradCAM it is no
-  approximation: the shares add up to the margin. Measured on the demo's model (105 true
-  positives): pointing game 0.60 against 0.45 for ``attention`` and 0.38 for ``gradcam``.
+  approximation: the shares add up to the margin. Pointing game on 100 true positives of
+  ``brain2d`` (default difficulty, ``tiny`` seed 0): 0.76 against 0.30 for ``attention`` and
+  0.48 for ``gradcam``; on the demo's model 0.60 / 0.45 / 0.38.
 - ``counterfactual``: ``|counterfactual − reconstruction|`` of a latent shift, summed over channels
   (:func:`evaluation.counterfactuals.latent_shift_counterfactual`).
 - ``gradcam``: MONAI's :class:`~monai.visualize.GradCAM` on the logits.
