@@ -10,8 +10,9 @@ Values keep each method's own scale (no normalisation); only their order matters
   (:meth:`networks.GlassBoxNet.position_contributions`: attention × class evidence, plus the
   flattened branch's share), positive part, resized like ``attention``. Unlike GradCAM it is no
   approximation: the shares add up to the margin. Pointing game on 100 true positives of
-  ``brain2d`` (default difficulty, ``tiny`` seed 0): 0.76 against 0.30 for ``attention`` and
-  0.48 for ``gradcam``; on the demo's model 0.60 / 0.45 / 0.38.
+  ``brain2d`` (default difficulty, ``tiny`` training seeds 0 / 1): 0.76 / 0.21 against
+  0.30 / 0.56 for ``attention`` and 0.48 / 0.17 for ``gradcam``; on the demo's model
+  0.60 / 0.45 / 0.38 — which map localises best depends on the trained model.
 - ``counterfactual``: ``|counterfactual − reconstruction|`` of a latent shift, summed over channels
   (:func:`evaluation.counterfactuals.latent_shift_counterfactual`).
 - ``gradcam``: MONAI's :class:`~monai.visualize.GradCAM` on the logits.
