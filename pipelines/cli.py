@@ -98,6 +98,8 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
     cohort = Path(args.out) / "cohort"
     datalist = args.datalist or cohort / "datalist.json"
     extra = {} if args.flip_prob is None else {"flip_prob": args.flip_prob}
+    if args.latent_pool is not None:
+        extra["latent_pool"] = args.latent_pool
     if mode == "classify":
         extra |= {
             "label_fraction": args.label_fraction,
@@ -113,7 +115,6 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
         mode=mode,
         size=args.size,
         latent_dim=args.latent_dim,
-        latent_pool=args.latent_pool,
         spatial_size=tuple(args.spatial_size),
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -195,8 +196,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
     parser.add_argument(
         "--latent-pool",
         choices=("attention", "mean", "max"),
-        default="attention",
-        help="how the classifier reads the encoder features (default attention: weighted by the attention map)",
+        default=None,
+        help="how the classifier reads the encoder features (default: TrainConfig's, attention: "
+        "weighted by the attention map)",
     )
     parser.add_argument(
         "--spatial-size",
