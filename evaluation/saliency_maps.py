@@ -82,6 +82,14 @@ def _check_image(image: torch.Tensor) -> None:
         )
 
 
+def _positive_at_input_size(values: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """``(1, 1, *feature_size)`` values resized (bi/trilinear) to the image's size, positive part, ``(*spatial)``."""
+    spatial = list(image.shape[2:])
+    if list(values.shape[2:]) != spatial:
+        values = upsample_attention(values, spatial)
+    return values[0, 0].clamp_min(0)
+
+
 def attention_map(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     """The network's spatial attention for one image, resized to the input size.
 
@@ -105,10 +113,7 @@ def attention_map(model: nn.Module, image: torch.Tensor) -> torch.Tensor:
     _check_image(image)
     with eval_mode(model):
         attention = model.encode(image)["attention"].float()
-    spatial = list(image.shape[2:])
-    if list(attention.shape[2:]) != spatial:
-        attention = upsample_attention(attention, spatial)
-    return attention[0, 0].clamp_min(0)
+    return _positive_at_input_size(attention, image)
 
 
 def contribution_map(model: nn.Module, image: torch.Tensor, target_class: int = 1) -> torch.Tensor:
@@ -135,12 +140,9 @@ def contribution_map(model: nn.Module, image: torch.Tensor, target_class: int = 
         torch.Size([32, 32])
     """
     _check_image(image)
-    with eval_mode(model), torch.no_grad():
+    with eval_mode(model):
         shares = model.position_contributions(image, target_class=target_class).float()
-    spatial = list(image.shape[2:])
-    if list(shares.shape[2:]) != spatial:
-        shares = upsample_attention(shares, spatial)
-    return shares[0, 0].clamp_min(0)
+    return _positive_at_input_size(shares, image)
 
 
 def counterfactual_map(result: CounterfactualResult) -> torch.Tensor:
