@@ -6,7 +6,7 @@ DenseNet121. Every (model, threads, precision) cell runs in a fresh subprocess s
 peak memory (``ru_maxrss``) and thread setting are its own. Accuracy (test AUC on the
 same data and epochs) is measured by the training benchmark once the workflows land.
 
-Run: ``.venv/bin/python bench/bench_models.py [--steps 5]``
+Run: ``.venv/bin/python bench/bench_models.py [--steps 5] [--threads 1 2] [--precisions fp32 bf16]``
 """
 
 from __future__ import annotations
@@ -107,15 +107,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5, help="timed steps per cell (best is kept)")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=MODELS)
+    parser.add_argument("--threads", type=int, nargs="*", default=[1, 2], help="torch thread counts")
+    parser.add_argument(
+        "--precisions",
+        nargs="*",
+        default=["fp32", "bf16"],
+        choices=("fp32", "bf16"),
+        help="bf16 autocast cells take minutes each on CPUs without native bf16",
+    )
     args = parser.parse_args()
 
     rows = []
-    for threads in (1, 2):
-        for precision in ("fp32", "bf16"):
+    for threads in args.threads:
+        for precision in args.precisions:
             for name in args.models:
                 result = _cell(name, threads, precision, args.steps)
                 rows.append({"model": name, "threads": threads, "precision": precision, **result})
-                print(f"  measured {name} threads={threads} {precision}", file=sys.stderr)
+                # each cell's figures as soon as it is measured: a stopped run keeps them
+                figures = (
+                    f"train {result['train_img_s']:.1f} img/s, infer {result['infer_img_s']:.1f} img/s"
+                    if "error" not in result
+                    else f"error: {result['error']}"
+                )
+                print(f"  measured {name} threads={threads} {precision}: {figures}", file=sys.stderr)
 
     ref = {
         (r["threads"], r["precision"]): r for r in rows if r["model"] == "densenet121" and "error" not in r
