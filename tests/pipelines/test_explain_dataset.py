@@ -43,17 +43,17 @@ def test_explaining_an_image_leaves_the_model_as_it_was(shortcut_run: tuple[Path
     run, datalist = shortcut_run
     trained = load_trained_model(run)
     before = {k: v.clone() for k, v in trained.network.state_dict().items()}
-    records = [r for r in json.loads(Path(datalist).read_text())["test"] if r.get("mask")][:1]
+    record = next(r for r in json.loads(Path(datalist).read_text())["test"] if r.get("mask"))
+    folder = Path(datalist).parent
+    x, mask = load_model_input(
+        folder / record["image"],
+        trained.spatial_size,
+        mask=folder / record["mask"],
+        intensity_range=trained.intensity_range,
+    )
     sigma = torch.ones(trained.network.latent_dim)
     first_maps = None
     for _ in range(2):  # the same image twice: the second pass sees what the first left behind
-        folder = Path(datalist).parent
-        x, mask = load_model_input(
-            folder / records[0]["image"],
-            trained.spatial_size,
-            mask=folder / records[0]["mask"],
-            intensity_range=trained.intensity_range,
-        )
         _, maps, _ = image_explanations(trained, x, ExplainSettings(deletion_steps=4), sigma, mask)
         assert not trained.network.training  # occlusion's wrapper once switched it to training mode ...
         after = trained.network.state_dict()
