@@ -98,6 +98,8 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
     cohort = Path(args.out) / "cohort"
     datalist = args.datalist or cohort / "datalist.json"
     extra = {} if args.flip_prob is None else {"flip_prob": args.flip_prob}
+    if args.cache_rate is not None:
+        extra["cache_rate"] = args.cache_rate
     if args.latent_pool is not None:
         extra["latent_pool"] = args.latent_pool
     if mode == "classify":
@@ -230,6 +232,12 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
     parser.add_argument("--early-stop-patience", type=int, default=0, help="0: no early stopping")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument(
+        "--cache-rate",
+        type=float,
+        default=None,
+        help="share of the images kept in memory after loading (default: TrainConfig's, all)",
+    )
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument(

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from ignite.engine import Events
 from ignite.handlers import Timer
-from monai.data import DataLoader, Dataset
+from monai.data import CacheDataset, DataLoader
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import (
     CheckpointLoader,
@@ -183,7 +183,12 @@ def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
 
 
 def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistContext) -> DataLoader:
-    dataset = Dataset(records, transform=build_transforms(config, training))
+    dataset = CacheDataset(
+        records,
+        transform=build_transforms(config, training),
+        cache_rate=config.cache_rate,
+        progress=config.progress and ctx.is_main,
+    )
     sampler = None
     if training and config.mode == "classify":
         labels = [int(r.get(Keys.LABEL.value, UNLABELLED)) for r in records]

@@ -63,14 +63,29 @@ def test_training_options_reach_the_train_config(tmp_path):
     datalist = tmp_path / "d.json"
     datalist.write_text("{}")
     common = ["--datalist", str(datalist), "--out", str(tmp_path / "o")]
-    options = ["--labelled-share", "0.3", "--flip-prob", "0.2", "--latent-pool", "mean"]
+    options = [
+        "--labelled-share",
+        "0.3",
+        "--flip-prob",
+        "0.2",
+        "--latent-pool",
+        "mean",
+        "--cache-rate",
+        "0.25",
+    ]
     config = _train_config(build_parser().parse_args(["classify", *common, *options]), "classify")
-    assert (config.labelled_share, config.flip_prob, config.latent_pool) == (0.3, 0.2, "mean")
+    assert (config.labelled_share, config.flip_prob, config.latent_pool, config.cache_rate) == (
+        0.3,
+        0.2,
+        "mean",
+        0.25,
+    )
     defaults = _train_config(build_parser().parse_args(["classify", *common]), "classify")
-    assert (defaults.labelled_share, defaults.flip_prob, defaults.latent_pool) == (
+    assert (defaults.labelled_share, defaults.flip_prob, defaults.latent_pool, defaults.cache_rate) == (
         TrainConfig.labelled_share,
         TrainConfig.flip_prob,
         TrainConfig.latent_pool,
+        TrainConfig.cache_rate,
     )
     pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")
     assert pretrain.flip_prob == 0.0

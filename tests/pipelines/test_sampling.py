@@ -79,14 +79,12 @@ def test_training_loader_uses_the_sampler_only_for_semi_supervised_classificatio
 
     ctx = DistContext.single(torch.device("cpu"))
     records = [{"image": f"x{i}.png", "label": label} for i, label in enumerate(LABELS)]
-    config = TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path, intensity_range=(0.0, 1.0))
+    common = {"datalist": tmp_path / "d.json", "out_dir": tmp_path, "intensity_range": (0.0, 1.0)}
+    common["cache_rate"] = 0.0  # the images do not exist: nothing may be loaded here
+    config = TrainConfig(**common)
     assert isinstance(_loader(config, records, True, ctx).sampler, WeightedRandomSampler)
     assert not isinstance(_loader(config, records, False, ctx).sampler, WeightedRandomSampler)  # evaluation
-    plain = TrainConfig(
-        datalist=tmp_path / "d.json", out_dir=tmp_path, intensity_range=(0.0, 1.0), labelled_share=0.0
-    )
+    plain = TrainConfig(**common, labelled_share=0.0)
     assert not isinstance(_loader(plain, records, True, ctx).sampler, WeightedRandomSampler)
-    pretrain = TrainConfig(
-        datalist=tmp_path / "d.json", out_dir=tmp_path, intensity_range=(0.0, 1.0), mode="pretrain"
-    )
+    pretrain = TrainConfig(**common, mode="pretrain")
     assert not isinstance(_loader(pretrain, records, True, ctx).sampler, WeightedRandomSampler)

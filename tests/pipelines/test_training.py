@@ -196,6 +196,7 @@ def test_unreachable_tracking_server_warns_once(
         ({"label_fraction": 1.5}, r"label_fraction must be in \[0, 1\], got 1.5"),
         ({"erase_prob": -0.1}, r"erase_prob must be in \[0, 1\], got -0.1"),
         ({"flip_prob": 1.5}, r"flip_prob must be in \[0, 1\], got 1.5"),
+        ({"cache_rate": -0.5}, r"cache_rate must be in \[0, 1\], got -0.5"),
         ({"labelled_share": 1.0}, r"labelled_share must be in \[0, 1\), got 1.0"),
         ({"latent_pool": "none"}, r"latent_pool must be one of \('attention', 'mean', 'max'\), got 'none'"),
         (
@@ -238,6 +239,35 @@ def test_training_flips_reach_the_reconstruction_target_too(cohort: Path, tmp_pa
     assert torch.allclose(torch.as_tensor(flipped["image"]), expected)
     assert torch.allclose(torch.as_tensor(flipped["target"]), expected)
     assert torch.allclose(torch.as_tensor(evaluation["image"]), torch.as_tensor(plain["image"]))  # no flips
+
+
+def test_loader_caches_the_configured_share_and_still_augments_every_epoch(
+    cohort: Path, tmp_path: Path
+) -> None:
+    from pipelines.distributed import DistContext
+    from pipelines.training import _loader
+
+    records = [
+        {"image": str(cohort.parent / r["image"]) if not Path(r["image"]).is_absolute() else r["image"]}
+        for r in json.loads(cohort.read_text())["training"]
+    ]
+    ctx = DistContext.single(torch.device("cpu"))
+    common = {
+        "datalist": cohort,
+        "out_dir": tmp_path,
+        "intensity_range": (0.0, 1000.0),
+        "mode": "pretrain",
+        **TINY,
+    }
+    half = _loader(TrainConfig(cache_rate=0.5, **common), records, True, ctx).dataset
+    assert half.cache_num == len(records) // 2
+    cached = _loader(TrainConfig(cache_rate=1.0, flip_prob=1.0, **common), records, True, ctx).dataset
+    assert cached.cache_num == len(records)
+    unflipped = build_transforms(TrainConfig(flip_prob=0.0, **common), training=False)(dict(records[0]))
+    expected = torch.flip(torch.as_tensor(unflipped["image"]), dims=(1, 2))
+    for _ in range(2):  # the flip runs on a copy of the cached image: each read flips once, not twice
+        assert torch.allclose(torch.as_tensor(cached[0]["image"]), expected)
+        assert torch.allclose(torch.as_tensor(cached[0]["target"]), expected)
 
 
 def test_pretrain_mode_has_no_cross_entropy(tmp_path: Path) -> None:
