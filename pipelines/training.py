@@ -5,7 +5,9 @@ with the glass-box iteration steps of :mod:`pipelines.engine_steps`; everything 
 MONAI/Ignite handler: validation every epoch, stats/progress, checkpoints (``best.pt`` by
 validation AUC in ``classify`` mode or by lowest validation loss in ``pretrain`` mode, and
 ``last.pt``, which also keeps the best score so a resumed run replaces ``best.pt`` only by a
-better one; see :mod:`pipelines.checkpointing`), resuming from ``last.pt``, early stopping, a
+better one; see :mod:`pipelines.checkpointing`), resuming from ``last.pt`` (every epoch is
+seeded from the seed and its number, :mod:`pipelines.epoch_seeding`, so a resumed run ends
+with the uninterrupted run's weights), early stopping, a
 cosine learning-rate schedule and MLflow (guarded, see :mod:`pipelines.mlflow_tracking`; the
 per-epoch metrics are those of :mod:`pipelines.training_metrics`). ``distributed=True`` runs
 data-parallel under torchrun (:mod:`pipelines.distributed`).
@@ -57,6 +59,7 @@ from pipelines.distributed import (
     wrap_ddp,
 )
 from pipelines.engine_steps import TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainStep
+from pipelines.epoch_seeding import attach_epoch_seeding
 from pipelines.mlflow_tracking import RunTracker
 from pipelines.sampling import labelled_share_sampler
 from pipelines.training_config import TrainConfig, resolve_tracking_uri, run_intensity_range
@@ -341,6 +344,10 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         additional_metrics=train_extra,
         decollate=False,
     )
+
+    # each epoch's batches, augmentations and noise depend on (seed, epoch, rank) only: a resumed
+    # run trains its remaining epochs exactly as the uninterrupted run would have
+    attach_epoch_seeding(trainer, trainer.data_loader, config.seed, ctx.rank)
 
     key_name = key_metric_name(config.mode)
     saver = None

@@ -138,6 +138,43 @@ def test_resume_continues_epoch_count(cohort: Path, tmp_path: Path, capsys: pyte
     assert [step for step, _ in _history(uri, tmp_path / "run", "val_auc")] == [1, 2]
 
 
+def test_a_run_resumed_after_a_crash_ends_with_the_uninterrupted_run_weights(
+    cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.training as training
+
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    # patch erasing and a quarter of the labels: the augmentation RNG and the labelled-share sampler
+    common = {"datalist": cohort, "mode": "classify", "epochs": 3, "tracking_uri": uri, **TINY}
+    common |= {"erase_prob": 0.5, "label_fraction": 0.25}
+    train(TrainConfig(out_dir=tmp_path / "straight", **common))
+
+    saves = []
+    real_save = training.save_last_checkpoint
+
+    def crash_in_third_epoch(engine, save_dict, path):  # dies before epoch 3 is checkpointed
+        saves.append(engine.state.epoch)
+        if engine.state.epoch == 3:
+            raise RuntimeError("simulated crash")
+        real_save(engine, save_dict, path)
+
+    monkeypatch.setattr(training, "save_last_checkpoint", crash_in_third_epoch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(TrainConfig(out_dir=tmp_path / "resumed", **common))
+    monkeypatch.setattr(training, "save_last_checkpoint", real_save)
+    assert saves == [1, 2, 3]
+    resumed = train(TrainConfig(out_dir=tmp_path / "resumed", **common))
+    assert resumed["start_epoch"] == 2 and resumed["epochs_completed"] == 3
+
+    def weights(run: str) -> dict:
+        return torch.load(tmp_path / run / "last.pt", weights_only=True)["model"]
+
+    straight, again = weights("straight"), weights("resumed")
+    assert straight.keys() == again.keys()
+    different = [k for k in straight if not torch.equal(straight[k], again[k])]
+    assert different == []
+
+
 def test_freeze_encoder_keeps_pretrained_encoder(runs: dict, cohort: Path, tmp_path: Path) -> None:
     best = runs["root"] / "pre" / "best.pt"
     config = TrainConfig(
