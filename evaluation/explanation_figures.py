@@ -1,4 +1,4 @@
-"""Figures of explanations: latent traversals, latent-shift counterfactuals and saliency overlays.
+"""Figures of explanations: latent traversals, latent-shift and infill counterfactuals, saliency overlays.
 
 Figures are drawn on a bare :class:`matplotlib.figure.Figure` and written as PNG with the Agg
 renderer, without pyplot, so the process's matplotlib backend is never switched and nothing is
@@ -27,9 +27,10 @@ import torch
 from matplotlib.figure import Figure
 
 from evaluation.counterfactuals import CounterfactualResult
+from evaluation.infill_counterfactuals import InfillCounterfactual
 from evaluation.latent_traversal import TraversalResult
 
-__all__ = ["counterfactual_figure", "mid_slices", "overlay_figure", "traversal_figure"]
+__all__ = ["counterfactual_figure", "infill_figure", "mid_slices", "overlay_figure", "traversal_figure"]
 
 _PANEL = 1.5  # inches per panel (height)
 
@@ -276,6 +277,94 @@ def counterfactual_figure(
         or (
             f"latent shift: {'flipped' if result.flipped else 'not flipped'} after {result.steps} steps, "
             f"|Δz| = {result.latent_distance_sigma:.2f}σ, {result.changed_fraction:.1%} of pixels changed"
+        ),
+        fontsize=9,
+    )
+    return _save(fig, path)
+
+
+def infill_figure(
+    result: InfillCounterfactual,
+    path: str | PathLike,
+    mask: torch.Tensor | np.ndarray | None = None,
+    title: str | None = None,
+) -> Path:
+    """Input | reconstruction | counterfactual | difference of an infill counterfactual.
+
+    The infilled region is outlined in yellow on the input and the counterfactual; the true
+    lesion mask, when given, in black on the difference map.
+
+    Args:
+        result: from :func:`~evaluation.infill_counterfactuals.infill_counterfactual`.
+        path: PNG to write (parent folders are created).
+        mask: ground-truth region ``(*spatial)`` (or with leading channel dims), pixels > 0 inside.
+        title: figure title (default: flip, probabilities and the region's size).
+
+    Returns:
+        The written path.
+
+    Raises:
+        TypeError: if ``result`` is not an ``InfillCounterfactual``.
+        ValueError: if ``mask`` does not have the image's spatial shape.
+
+    Example:
+        >>> import tempfile
+        >>> from networks import GlassBoxNet
+        >>> from evaluation.infill_counterfactuals import infill_counterfactual
+        >>> net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32), latent_dim=4)
+        >>> infill_figure(infill_counterfactual(net, torch.rand(1, 1, 32, 32)), tempfile.mkdtemp() + "/i.png").name
+        'i.png'
+    """
+    if not isinstance(result, InfillCounterfactual):
+        raise TypeError(f"result must be an InfillCounterfactual, got {type(result).__name__}")
+    spatial_dims = result.diff_map.dim() - 1
+    views = {
+        key: _view(_first_channel(value, spatial_dims, key))
+        for key, value in (
+            ("input", result.image),
+            ("reconstruction", result.reconstruction),
+            ("counterfactual", result.counterfactual),
+        )
+    }
+    region = _view(result.region.numpy().astype(float), fill=0.0)
+    outline = None
+    if mask is not None:
+        truth = _first_channel(mask, spatial_dims, "mask")
+        if truth.shape != tuple(result.region.shape):
+            raise ValueError(
+                f"mask must have the image's spatial shape {tuple(result.region.shape)}, got {truth.shape}"
+            )
+        outline = _view((truth > 0).astype(float), fill=0.0)
+    stacked = np.stack(list(views.values()))
+    vmin, vmax = np.nanmin(stacked), np.nanmax(stacked)
+    diff = _view(_first_channel(result.diff_map, spatial_dims, "diff_map"))
+    limit = _symmetric_limit(diff)
+    width, height = _panel_size(diff, 1.3)
+    fig = Figure(figsize=(1.0 + width * 4, 0.9 + height), layout="constrained")
+    axes = fig.subplots(1, 4, squeeze=False)[0]
+    t = result.target_class
+    labels = {
+        "input": f"input\nP(class {t}) = {result.prob:.2f}",
+        "reconstruction": "reconstruction",
+        "counterfactual": f"counterfactual\nP(class {t}) = {result.final_prob:.2f}",
+    }
+    for ax, (key, view) in zip(axes, views.items(), strict=False):
+        ax.imshow(view, cmap="gray", vmin=vmin, vmax=vmax)
+        ax.set_title(labels[key], fontsize=8)
+        if key != "reconstruction" and region.any():
+            ax.contour(region, levels=[0.5], colors="y", linewidths=0.8)
+    shown = axes[3].imshow(diff, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    axes[3].set_title("counterfactual − input", fontsize=8)
+    if outline is not None and outline.any():
+        axes[3].contour(outline, levels=[0.5], colors="k", linewidths=0.8)
+    fig.colorbar(shown, ax=axes[3], shrink=0.8)
+    for ax in axes:
+        _blank(ax)
+    fig.suptitle(
+        title
+        or (
+            f"infill: {'flipped' if result.flipped else 'not flipped'}, region {result.region_fraction:.1%} "
+            f"of the image ({result.windows} windows), {result.changed_fraction:.1%} of pixels changed"
         ),
         fontsize=9,
     )

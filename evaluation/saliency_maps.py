@@ -1,4 +1,4 @@
-"""Where the model looks: attention, contribution, counterfactual, Grad-CAM and occlusion maps for one image.
+"""Where the model looks: attention, contribution, counterfactual, infill, Grad-CAM and occlusion maps for one image.
 
 Every map is a non-negative float tensor with the image's spatial shape ``(*spatial)``, so maps of
 different methods can be scored against a lesion mask with the same functions
@@ -15,6 +15,9 @@ Values keep each method's own scale (no normalisation); only their order matters
   0.60 / 0.45 / 0.38 — which map localises best depends on the trained model.
 - ``counterfactual``: ``|counterfactual − reconstruction|`` of a latent shift, summed over channels
   (:func:`evaluation.counterfactuals.latent_shift_counterfactual`).
+- ``infill``: ``|counterfactual − image|`` of the infill counterfactual, summed over channels: the
+  smallest region found whose replacement by the network's reconstruction changes the decision
+  (:func:`evaluation.infill_counterfactuals.infill_counterfactual`); zero outside that region.
 - ``gradcam``: MONAI's :class:`~monai.visualize.GradCAM` on the logits.
 - ``occlusion``: MONAI's :class:`~monai.visualize.OcclusionSensitivity`, as the drop in the target
   probability when a patch is occluded.
@@ -39,6 +42,7 @@ from monai.visualize import GradCAM, OcclusionSensitivity
 from torch import nn
 
 from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual
+from evaluation.infill_counterfactuals import InfillCounterfactual, infill_counterfactual
 from evaluation.latent_traversal import _check_target
 from networks.attention import upsample_attention
 
@@ -50,10 +54,11 @@ __all__ = [
     "counterfactual_map",
     "default_gradcam_layer",
     "gradcam_map",
+    "infill_map",
     "occlusion_map",
 ]
 
-SALIENCY_METHODS = ("attention", "contribution", "counterfactual", "gradcam", "occlusion")
+SALIENCY_METHODS = ("attention", "contribution", "counterfactual", "infill", "gradcam", "occlusion")
 """Names accepted by :func:`compute_maps`."""
 
 
@@ -165,6 +170,29 @@ def counterfactual_map(result: CounterfactualResult) -> torch.Tensor:
     """
     if not isinstance(result, CounterfactualResult):
         raise TypeError(f"result must be a CounterfactualResult, got {type(result).__name__}")
+    return result.diff_map.abs().sum(dim=0).float()
+
+
+def infill_map(result: InfillCounterfactual) -> torch.Tensor:
+    """``|counterfactual − image|`` of an infill counterfactual, summed over channels, ``(*spatial)``.
+
+    Args:
+        result: an infill counterfactual.
+
+    Returns:
+        Non-negative map of the image's spatial shape, zero outside the infilled region.
+
+    Raises:
+        TypeError: if ``result`` is not an :class:`~evaluation.infill_counterfactuals.InfillCounterfactual`.
+
+    Example:
+        >>> from networks import GlassBoxNet
+        >>> net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(32, 32))
+        >>> infill_map(infill_counterfactual(net, torch.rand(1, 1, 32, 32))).shape
+        torch.Size([32, 32])
+    """
+    if not isinstance(result, InfillCounterfactual):
+        raise TypeError(f"result must be an InfillCounterfactual, got {type(result).__name__}")
     return result.diff_map.abs().sum(dim=0).float()
 
 
@@ -324,17 +352,20 @@ def compute_maps(
     target_class: int = 1,
     methods: Sequence[str] = SALIENCY_METHODS,
     counterfactual: CounterfactualResult | None = None,
+    infill: InfillCounterfactual | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute several saliency maps of one image with default settings.
 
     Args:
         model: a :class:`~networks.GlassBoxNet`.
         image: ``(1, C, *spatial)``.
-        target_class: class explained by ``contribution``, ``gradcam``, ``occlusion`` and
-            ``counterfactual``.
+        target_class: class explained by ``contribution``, ``gradcam``, ``occlusion``,
+            ``counterfactual`` and ``infill``.
         methods: names from :data:`SALIENCY_METHODS`, in the order wanted.
         counterfactual: a ready latent-shift result for ``"counterfactual"`` (computed with
             default settings when ``None``).
+        infill: a ready infill counterfactual for ``"infill"`` (computed with default settings
+            when ``None``).
 
     Returns:
         ``{method: (*spatial) map}`` in the order of ``methods``.
@@ -362,6 +393,10 @@ def compute_maps(
             if counterfactual is None:
                 counterfactual = latent_shift_counterfactual(model, image, target_class=target_class)
             maps[method] = counterfactual_map(counterfactual)
+        elif method == "infill":
+            if infill is None:
+                infill = infill_counterfactual(model, image, target_class=target_class)
+            maps[method] = infill_map(infill)
         elif method == "gradcam":
             maps[method] = gradcam_map(model, image, target_class=target_class)
         else:

@@ -3,15 +3,17 @@
 One image (:func:`explain_image`): the prediction and each latent's contribution to it
 (weight × value), latent traversals of the most influential dimensions (±3σ of the aggregate
 posterior) with difference maps, a latent-shift counterfactual (original, reconstruction,
-counterfactual, difference map; how far the latent and the image had to move), and the
-attention, contribution (each position's exact share of the logit margin), counterfactual,
+counterfactual, difference map; how far the latent and the image had to move), an infill
+counterfactual (the smallest region found whose replacement by the network's reconstruction
+changes the decision, :mod:`evaluation.infill_counterfactuals`), and the attention,
+contribution (each position's exact share of the logit margin), counterfactual, infill,
 GradCAM and occlusion maps overlaid on the input (with the lesion
 mask contour and localisation scores when a mask is given).
 
 A dataset (:func:`pipelines.explain_dataset.explain_dataset`): the same maps on every correctly classified positive
 (up to ``max_images``) scored against the true lesion masks — pointing game, IoU of the top-5 %
-pixels, deletion/insertion AUC — in one table per method; the counterfactual flip rate and the
-median fraction of changed pixels; active units; MIG/DCI/SAP against the phantom's
+pixels, deletion/insertion AUC — in one table per method; the flip rates of both
+counterfactuals and their median fractions of changed pixels; active units; MIG/DCI/SAP against the phantom's
 ``factors.csv`` when there is one beside the datalist; a latent × attribute correlation heatmap.
 
 Both write PNG figures, ``report.html`` and ``metrics.json`` (flat name → number) to ``out``
@@ -36,8 +38,14 @@ import torch
 from monai.networks.utils import eval_mode
 
 from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual
-from evaluation.explanation_figures import counterfactual_figure, overlay_figure, traversal_figure
+from evaluation.explanation_figures import (
+    counterfactual_figure,
+    infill_figure,
+    overlay_figure,
+    traversal_figure,
+)
 from evaluation.html_report import HtmlReport
+from evaluation.infill_counterfactuals import InfillCounterfactual, infill_counterfactual
 from evaluation.latent_codes import load_model_input
 from evaluation.latent_traversal import (
     aggregate_posterior_std,
@@ -63,7 +71,7 @@ __all__ = [
 
 logger = logging.getLogger("medglass.explain")
 
-METHODS = ("attention", "contribution", "counterfactual", "gradcam", "occlusion")
+METHODS = ("attention", "contribution", "counterfactual", "infill", "gradcam", "occlusion")
 ACTIVE_KL = 0.01  # nats: a latent whose KL to the prior is below this carries no information
 
 
@@ -79,6 +87,9 @@ class ExplainSettings:
         traversal_span: traversal range in σ of the aggregate posterior.
         cf_step_size: latent-shift step (in σ units along the gradient).
         cf_max_steps: maximum latent-shift steps.
+        infill_window: edge in pixels of the windows the infill counterfactual tries first (a
+            second pass tries windows of half that edge inside the region found).
+        infill_stride: step between those windows.
         topk_fraction: fraction of the most salient pixels compared with the mask.
         pointing_tolerance: how far (as a fraction of the image's shortest edge) the most salient
             pixel may lie from the mask and still count as a hit in ``pointing_game``, as in the
@@ -96,6 +107,8 @@ class ExplainSettings:
     traversal_span: float = 3.0
     cf_step_size: float = 0.1
     cf_max_steps: int = 80
+    infill_window: int = 8
+    infill_stride: int = 4
     topk_fraction: float = 0.05
     pointing_tolerance: float = 15 / 224
     deletion_steps: int = 20
@@ -103,7 +116,15 @@ class ExplainSettings:
     scale_images: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("traversal_dims", "traversal_steps", "cf_max_steps", "deletion_steps", "max_images"):
+        for name in (
+            "traversal_dims",
+            "traversal_steps",
+            "cf_max_steps",
+            "infill_window",
+            "infill_stride",
+            "deletion_steps",
+            "max_images",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
@@ -161,8 +182,8 @@ def image_explanations(
     settings: ExplainSettings,
     sigma: torch.Tensor,
     mask: torch.Tensor | None,
-) -> tuple[CounterfactualResult, dict[str, torch.Tensor], dict[str, float]]:
-    """Counterfactual, the saliency maps (:data:`METHODS`) and their scores for one input."""
+) -> tuple[CounterfactualResult, InfillCounterfactual, dict[str, torch.Tensor], dict[str, float]]:
+    """Both counterfactuals, the saliency maps (:data:`METHODS`) and their scores for one input."""
     cf = latent_shift_counterfactual(
         trained.network,
         x,
@@ -172,8 +193,23 @@ def image_explanations(
         max_steps=settings.cf_max_steps,
         sigma=sigma,
     )
+    infill = infill_counterfactual(
+        trained.network,
+        x,
+        target_class=settings.target_class,
+        threshold=settings.threshold,
+        window=settings.infill_window,
+        stride=settings.infill_stride,
+        fine_window=settings.infill_window // 2 or None,
+        fine_stride=max(1, settings.infill_stride // 2),
+    )
     maps = compute_maps(
-        trained.network, x, target_class=settings.target_class, methods=METHODS, counterfactual=cf
+        trained.network,
+        x,
+        target_class=settings.target_class,
+        methods=METHODS,
+        counterfactual=cf,
+        infill=infill,
     )
     scores: dict[str, float] = {}
     score_fn = _score_fn(trained, settings.target_class)
@@ -188,7 +224,7 @@ def image_explanations(
             )
             scores[f"{method}/pointing_game_strict"] = float(pointing_game(saliency, mask))
             scores[f"{method}/topk_iou"] = float(topk_iou(saliency, mask, fraction=settings.topk_fraction))
-    return cf, maps, scores
+    return cf, infill, maps, scores
 
 
 def write_metrics(out: Path, metrics: dict[str, float]) -> Path:
@@ -256,10 +292,11 @@ def explain_image(
         span=settings.traversal_span,
         target_class=settings.target_class,
     )
-    cf, maps, scores = image_explanations(trained, x, settings, sigma, m)
+    cf, infill, maps, scores = image_explanations(trained, x, settings, sigma, m)
     figures = [
         traversal_figure(traversal, out_dir / "traversal.png", ranking=ranking),
         counterfactual_figure(x[0], cf, out_dir / "counterfactual.png"),
+        infill_figure(infill, out_dir / "infill_counterfactual.png", mask=m),
         overlay_figure(x[0], maps, out_dir / "maps.png", mask=m),
     ]
     metrics: dict[str, float] = {
@@ -271,6 +308,10 @@ def explain_image(
         "cf_latent_distance_sigma": float(cf.latent_distance_sigma),
         "cf_changed_fraction": float(cf.changed_fraction),
         "cf_final_prob": float(cf.probs[-1]),
+        "infill_flipped": float(infill.flipped),
+        "infill_final_prob": float(infill.final_prob),
+        "infill_region_fraction": float(infill.region_fraction),
+        "infill_changed_fraction": float(infill.changed_fraction),
     }
     metrics.update({f"{k.replace('/', '_')}": v for k, v in scores.items()})
     for r in ranking:
@@ -315,10 +356,22 @@ def explain_image(
         "Original, reconstruction, counterfactual and difference map (latent shift).",
         root=out_dir,
     )
-    report.heading("Saliency maps")
+    infill_moved = "changes" if infill.flipped else "does not change"
+    report.paragraph(
+        f"Replacing {100 * infill.region_fraction:.1f} % of the image (outlined) by the network's own reconstruction "
+        f"{infill_moved} the decision (probability {infill.prob:.2f} → {infill.final_prob:.2f}): the region holds "
+        f"what the decision rests on, and the difference map shows what would have to be different there."
+    )
     report.figure(
         figures[2],
-        "Attention, contribution (each position's share of the logit margin), counterfactual difference, GradCAM and occlusion overlaid on the input.",
+        "Infill counterfactual: input, reconstruction, the input with the region replaced by the reconstruction, difference.",
+        root=out_dir,
+    )
+    report.heading("Saliency maps")
+    report.figure(
+        figures[3],
+        "Attention, contribution (each position's share of the logit margin), latent-shift counterfactual difference, "
+        "infill counterfactual difference, GradCAM and occlusion overlaid on the input.",
         root=out_dir,
     )
     if scores:

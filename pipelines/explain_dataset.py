@@ -23,8 +23,14 @@ import torch
 from tqdm.auto import tqdm
 
 from evaluation.counterfactuals import CounterfactualResult
-from evaluation.explanation_figures import counterfactual_figure, overlay_figure, traversal_figure
+from evaluation.explanation_figures import (
+    counterfactual_figure,
+    infill_figure,
+    overlay_figure,
+    traversal_figure,
+)
 from evaluation.html_report import HtmlReport
+from evaluation.infill_counterfactuals import InfillCounterfactual
 from evaluation.latent_codes import LatentCodes, encode_datalist, load_model_input
 from evaluation.latent_traversal import (
     aggregate_posterior_std,
@@ -167,7 +173,10 @@ def explain_dataset(
         )
 
     per_image, flips, changed, distances, reencoded = [], [], [], [], []
-    examples: list[tuple[int, torch.Tensor, CounterfactualResult, dict, torch.Tensor | None]] = []
+    infill_flips, infill_changed, infill_regions = [], [], []
+    examples: list[
+        tuple[int, torch.Tensor, CounterfactualResult, InfillCounterfactual, dict, torch.Tensor | None]
+    ] = []
     for i in tqdm(true_pos, desc="explaining", disable=not progress, leave=False):
         record = codes.records[i]
         x, m = load_model_input(
@@ -176,14 +185,17 @@ def explain_dataset(
             mask=record.get("mask"),
             intensity_range=trained.intensity_range,
         )
-        cf, maps, image_scores = image_explanations(trained, x, settings, sigma, m)
+        cf, infill, maps, image_scores = image_explanations(trained, x, settings, sigma, m)
+        infill_flips.append(infill.flipped)
+        infill_changed.append(infill.changed_fraction)
+        infill_regions.append(infill.region_fraction)
         per_image.append(image_scores)
         flips.append(cf.flipped)
         reencoded.append((cf.reencoded_prob >= settings.threshold) != (cf.probs[0] >= settings.threshold))
         changed.append(cf.changed_fraction)
         distances.append(cf.latent_distance_sigma)
         if len(examples) < 3:
-            examples.append((i, x, cf, maps, m))
+            examples.append((i, x, cf, infill, maps, m))
     rows, table_metrics = _method_table(per_image)
     metrics.update(table_metrics)
     if flips:
@@ -192,6 +204,9 @@ def explain_dataset(
         metrics["cf_reencoded_flip_rate"] = float(np.mean(reencoded))
         metrics["cf_median_changed_fraction"] = float(np.median(changed))
         metrics["cf_median_latent_distance_sigma"] = float(np.median(distances))
+        metrics["infill_flip_rate"] = float(np.mean(infill_flips))
+        metrics["infill_median_changed_fraction"] = float(np.median(infill_changed))
+        metrics["infill_median_region_fraction"] = float(np.median(infill_regions))
 
     report = HtmlReport(f"Explanations over {datalist.name} [{section}]")
     summary = [
@@ -203,6 +218,12 @@ def explain_dataset(
             f"Counterfactuals flip the decision for {100 * metrics['cf_flip_rate']:.0f} % of them; the median counterfactual changes "
             f"{100 * metrics['cf_median_changed_fraction']:.1f} % of the pixels and moves the latent {metrics['cf_median_latent_distance_sigma']:.2f} σ; "
             f"re-encoded, {100 * metrics['cf_reencoded_flip_rate']:.0f} % of the counterfactual images are classified across the threshold too."
+        )
+        summary.append(
+            f"Replacing a region by the network's own reconstruction (infill counterfactual) changes the decision for "
+            f"{100 * metrics['infill_flip_rate']:.0f} % of them; the median region covers "
+            f"{100 * metrics['infill_median_region_fraction']:.1f} % of the image and changes "
+            f"{100 * metrics['infill_median_changed_fraction']:.1f} % of the pixels."
         )
     best = max((r for r in rows if "pointing_game" in r), key=lambda r: r["topk_iou"], default=None)
     if best is not None:
@@ -228,12 +249,18 @@ def explain_dataset(
         "scaled); strict: inside the lesion. "
         "Deletion AUC: lower is more faithful; insertion AUC: higher is more faithful.",
     )
-    for n, (i, x, cf, maps, m) in enumerate(examples):
+    for n, (i, x, cf, infill, maps, m) in enumerate(examples):
         fig = overlay_figure(x[0], maps, out_dir / f"maps_{n}.png", mask=m)
         report.figure(fig, f"{codes.ids[i]}: maps with the true lesion contour.", root=out_dir)
         if n == 0:
             cf_fig = counterfactual_figure(x[0], cf, out_dir / "counterfactual_0.png")
             report.figure(cf_fig, f"{codes.ids[i]}: counterfactual and difference map.", root=out_dir)
+            infill_fig = infill_figure(infill, out_dir / "infill_counterfactual_0.png", mask=m)
+            report.figure(
+                infill_fig,
+                f"{codes.ids[i]}: infill counterfactual (region outlined), difference with the lesion contour.",
+                root=out_dir,
+            )
             ranking = rank_dimensions(
                 trained.network, torch.from_numpy(codes.mu[i]).float(), kl, target_class=settings.target_class
             )

@@ -63,7 +63,9 @@ def test_traversal_of_a_dim_the_decoder_ignores_changes_nothing(net):
     assert result.images.shape == (2, 5, 1, 32, 32) and result.diffs.shape == (2, 5, 1, 32, 32)
     assert result.diffs[0].abs().max() == 0.0
     assert result.diffs[1, [0, 1, 3, 4]].abs().amax(dim=(1, 2, 3)).min() > 0  # z4 does change the image
-    assert result.diffs[1, 2].abs().max() == 0.0  # offset 0 is mu itself
+    # offset 0 is mu itself: its image is the reconstruction up to float rounding (decoded in a
+    # batch of 5, the reconstruction alone; oneDNN may pick other kernels for other batch sizes)
+    assert result.diffs[1, 2].abs().max() < 1e-6
 
 
 def test_traversal_probability_follows_the_head_weights(net):

@@ -54,7 +54,7 @@ def test_explaining_an_image_leaves_the_model_as_it_was(shortcut_run: tuple[Path
     sigma = torch.ones(trained.network.latent_dim)
     first_maps = None
     for _ in range(2):  # the same image twice: the second pass sees what the first left behind
-        _, maps, _ = image_explanations(trained, x, ExplainSettings(deletion_steps=4), sigma, mask)
+        _, _, maps, _ = image_explanations(trained, x, ExplainSettings(deletion_steps=4), sigma, mask)
         assert not trained.network.training  # occlusion's wrapper once switched it to training mode ...
         after = trained.network.state_dict()
         assert all(torch.equal(before[k], after[k]) for k in before)  # ... and batch-norm statistics moved
