@@ -364,7 +364,8 @@ def infill_figure(
         title
         or (
             f"infill: {'flipped' if result.flipped else 'not flipped'}, region {result.region_fraction:.1%} "
-            f"of the image ({result.windows} windows), {result.changed_fraction:.1%} of pixels changed"
+            f"of the image ({result.windows} window{'s' if result.windows != 1 else ''}), "
+            f"{result.changed_fraction:.1%} of pixels changed"
         ),
         fontsize=9,
     )

@@ -180,9 +180,10 @@ def run_demo(
         "montage": str(montage),
         "metrics_json": str(out_path / "classify" / "metrics.json"),
         "explain_report": str(explained["report"]),
-        "cf_flip_rate": round(explained["metrics"]["cf_flip_rate"], 3)
-        if "cf_flip_rate" in explained["metrics"]
-        else None,
+        **{
+            key: round(explained["metrics"][key], 3) if key in explained["metrics"] else None
+            for key in ("cf_flip_rate", "infill_flip_rate", "infill_pointing_game", "occlusion_pointing_game")
+        },
         "audit_report": str(audited["report"]) if audited else None,
         "audit_flagged": [a for a, f in audited["flags"].items() if f] if audited else None,
     }
