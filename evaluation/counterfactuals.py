@@ -100,6 +100,16 @@ def target_log_odds(logits: torch.Tensor, target_class: int) -> torch.Tensor:
     return logits[:, target_class] - torch.logsumexp(others, dim=1)
 
 
+def _check_image_and_threshold(image: torch.Tensor, threshold: float) -> None:
+    """The checks every counterfactual makes: one ``(1, C, *spatial)`` tensor, a threshold in (0, 1)."""
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
+    if image.dim() < 3 or image.shape[0] != 1:
+        raise ValueError(f"image must have shape (1, C, *spatial), got {tuple(image.shape)}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+
+
 def _decode(model: nn.Module, latents: torch.Tensor) -> torch.Tensor:
     return torch.cat([model.decode(chunk) for chunk in latents.split(_DECODE_CHUNK)]).detach()
 
@@ -153,12 +163,7 @@ def latent_shift_counterfactual(
         >>> r.latents.shape[0] == r.steps + 1 <= 4
         True
     """
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
-    if image.dim() < 3 or image.shape[0] != 1:
-        raise ValueError(f"image must have shape (1, C, *spatial), got {tuple(image.shape)}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    _check_image_and_threshold(image, threshold)
     if not step_size > 0:
         raise ValueError(f"step_size must be > 0, got {step_size!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:

@@ -35,6 +35,9 @@ import torch
 from monai.networks.utils import eval_mode
 from torch import nn
 
+from evaluation.counterfactuals import _check_image_and_threshold
+from evaluation.latent_traversal import _check_target
+
 __all__ = ["InfillCounterfactual", "infill_counterfactual", "window_masks"]
 
 _BATCH = 64  # images per forward pass
@@ -188,16 +191,11 @@ def infill_counterfactual(
         most effective windows together do not change the decision (then the region is theirs).
 
     Raises:
-        TypeError: ``image`` is not a tensor.
+        TypeError: ``image`` is not a tensor, or ``target_class`` not an int.
         ValueError: ``image`` is not one image, an argument is out of range, or the model's
             reconstruction does not have the image's shape.
     """
-    if not isinstance(image, torch.Tensor):
-        raise TypeError(f"image must be a torch.Tensor, got {type(image).__name__}")
-    if image.dim() < 3 or image.shape[0] != 1:
-        raise ValueError(f"image must have shape (1, C, *spatial), got {tuple(image.shape)}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    _check_image_and_threshold(image, threshold)
     for name, value in (
         ("window", window),
         ("stride", stride),
@@ -223,13 +221,7 @@ def infill_counterfactual(
             raise ValueError(
                 f"the model's reconstruction must have the image's shape {tuple(image.shape)}, got {tuple(recon.shape)}"
             )
-        num_classes = out["logits"].shape[1]
-        if (
-            isinstance(target_class, bool)
-            or not isinstance(target_class, int)
-            or not 0 <= target_class < num_classes
-        ):
-            raise ValueError(f"target_class must be an int in [0, {num_classes}), got {target_class!r}")
+        target_class = _check_target(target_class, out["logits"].shape[1])
         p0 = float(torch.softmax(out["logits"], dim=1)[0, target_class])
         search = (p0, target_class, float(threshold), max_windows)
         region, windows, flipped = _grow(model, image, recon, window_masks(spatial, window, stride), *search)

@@ -79,7 +79,7 @@ def test_a_negative_moves_towards_the_positive_side():
         ({"threshold": 1.0}, ValueError, r"threshold must be in \(0, 1\), got 1.0"),
         ({"window": 0}, ValueError, "window must be an int >= 1, got 0"),
         ({"fine_window": 2.5}, ValueError, "fine_window must be None or an int >= 1, got 2.5"),
-        ({"target_class": 2}, ValueError, r"target_class must be an int in \[0, 2\), got 2"),
+        ({"target_class": 2}, ValueError, r"target_class must be in \[0, 1\], got 2"),
     ],
 )
 def test_bad_arguments_are_named(kwargs, error, message):

@@ -59,7 +59,9 @@ def test_explain_a_real_dicom(shortcut_run: tuple[Path, Path], tmp_path: Path) -
     assert 0.0 <= metrics["prob"] <= 1.0
     assert metrics["cf_flipped"] == 1.0  # the linear head makes the decision reachable
     assert (metrics["cf_final_prob"] >= 0.5) != (metrics["prob"] >= 0.5)
-    assert (metrics["infill_final_prob"] >= 0.5) != (metrics["prob"] >= 0.5) or metrics["infill_flipped"] == 0.0
+    assert (metrics["infill_final_prob"] >= 0.5) != (metrics["prob"] >= 0.5) or metrics[
+        "infill_flipped"
+    ] == 0.0
     assert 0.0 < metrics["infill_region_fraction"] <= 1.0
     assert {f"{m}_deletion_auc" for m in METHODS} <= set(metrics)
     assert "pointing_game" not in " ".join(metrics)  # no mask given: no localisation scores
