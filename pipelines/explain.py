@@ -89,7 +89,9 @@ class ExplainSettings:
         cf_max_steps: maximum latent-shift steps.
         infill_window: edge in pixels of the windows the infill counterfactual tries first (a
             second pass tries windows of half that edge inside the region found).
-        infill_stride: step between those windows.
+        infill_stride: step between those windows; ``None`` (default): half the window in 2D
+            (225 windows at 64 × 64, 1.3–1.6 s per image for ``tiny`` on one core), the whole
+            window in 3D (512 windows at 64³ instead of 3,375).
         topk_fraction: fraction of the most salient pixels compared with the mask.
         pointing_tolerance: how far (as a fraction of the image's shortest edge) the most salient
             pixel may lie from the mask and still count as a hit in ``pointing_game``, as in the
@@ -108,7 +110,7 @@ class ExplainSettings:
     cf_step_size: float = 0.1
     cf_max_steps: int = 80
     infill_window: int = 8
-    infill_stride: int = 4
+    infill_stride: int | None = None
     topk_fraction: float = 0.05
     pointing_tolerance: float = 15 / 224
     deletion_steps: int = 20
@@ -121,13 +123,15 @@ class ExplainSettings:
             "traversal_steps",
             "cf_max_steps",
             "infill_window",
-            "infill_stride",
             "deletion_steps",
             "max_images",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        stride = self.infill_stride
+        if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1):
+            raise ValueError(f"infill_stride must be None or an int >= 1, got {stride!r}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
         if not 0.0 < self.topk_fraction <= 1.0:
@@ -193,15 +197,18 @@ def image_explanations(
         max_steps=settings.cf_max_steps,
         sigma=sigma,
     )
+    stride = settings.infill_stride
+    if stride is None:
+        stride = max(1, settings.infill_window // 2) if x.dim() == 4 else settings.infill_window
     infill = infill_counterfactual(
         trained.network,
         x,
         target_class=settings.target_class,
         threshold=settings.threshold,
         window=settings.infill_window,
-        stride=settings.infill_stride,
+        stride=stride,
         fine_window=settings.infill_window // 2 or None,
-        fine_stride=max(1, settings.infill_stride // 2),
+        fine_stride=max(1, stride // 2),
     )
     maps = compute_maps(
         trained.network,

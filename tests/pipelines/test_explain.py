@@ -109,6 +109,10 @@ def test_bad_settings_are_named() -> None:
         ExplainSettings(threshold=1.0)
     with pytest.raises(ValueError, match=r"pointing_tolerance must be in \[0, 1\), got -0.1"):
         ExplainSettings(pointing_tolerance=-0.1)
+    with pytest.raises(ValueError, match="infill_window must be an int >= 1, got 0"):
+        ExplainSettings(infill_window=0)
+    with pytest.raises(ValueError, match="infill_stride must be None or an int >= 1, got 0"):
+        ExplainSettings(infill_stride=0)
 
 
 def test_explain_a_3d_volume_shows_mid_slices(tmp_path: Path) -> None:
