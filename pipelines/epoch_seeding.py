@@ -6,6 +6,11 @@ since that start. A run resumed at epoch ``k`` after a crash starts those stream
 the seed, so it would train epochs ``k + 1 …`` on other batches and augmentations than the
 uninterrupted run. Seeding every stream at the start of each epoch from ``(seed, epoch, rank)``
 makes epoch ``k + 1`` the same whichever way the run got there.
+
+This holds for data loaded in the training process (``num_workers=0``, the default). With
+worker processes, MONAI seeds each worker's transforms from a seed the loader draws when Ignite
+creates the epoch's iterator — at the end of the previous epoch, before this module reseeds —
+so a resumed run then sees the same batches but other augmentations.
 """
 
 from __future__ import annotations
