@@ -8,9 +8,9 @@ uninterrupted run. Seeding every stream at the start of each epoch from ``(seed,
 makes epoch ``k + 1`` the same whichever way the run got there.
 
 This holds for data loaded in the training process (``num_workers=0``, the default). With
-worker processes, MONAI seeds each worker's transforms from a seed the loader draws when Ignite
+worker processes the loader draws the workers' seeds, and starts drawing indices, when Ignite
 creates the epoch's iterator — at the end of the previous epoch, before this module reseeds —
-so a resumed run then sees the same batches but other augmentations.
+so a resumed run may then see other batches and augmentations.
 """
 
 from __future__ import annotations
