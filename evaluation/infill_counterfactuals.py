@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -38,9 +39,15 @@ from torch import nn
 from evaluation.counterfactuals import _check_image_and_threshold
 from evaluation.latent_traversal import _check_target
 
-__all__ = ["InfillCounterfactual", "infill_counterfactual", "window_masks"]
+__all__ = ["InfillCounterfactual", "infill_counterfactual", "masks_of", "window_corners", "window_masks"]
 
-_BATCH = 64  # images per forward pass
+_BATCH = 64  # most images per forward pass
+_BATCH_PIXELS = 2**20  # and most pixels (a 64³ volume: 4 per pass)
+
+
+def _batch_size(spatial_size: Sequence[int]) -> int:
+    """Images per forward pass: ``_BATCH``, fewer for large (3D) images."""
+    return max(1, min(_BATCH, _BATCH_PIXELS // max(1, math.prod(int(s) for s in spatial_size))))
 
 
 @dataclass
@@ -89,15 +96,70 @@ def _starts(size: int, window: int, stride: int) -> list[int]:
     return starts
 
 
-def window_masks(
+def window_corners(
     spatial_size: Sequence[int], window: int, stride: int, within: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Binary masks of the windows that tile an image (overlapping when ``stride < window``).
+) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Corners of the windows that tile an image (overlapping when ``stride < window``).
 
     Args:
         spatial_size: the image's spatial size (2 or 3 entries).
         window: edge of a window in pixels (clipped to each axis's size).
         stride: step between window starts; the last window of each axis touches the far edge.
+        within: optional ``(*spatial)`` bool mask: keep only windows lying entirely inside it.
+
+    Returns:
+        ``(corners, edges)``: each window's first pixel, and the window's edge along each axis.
+
+    Raises:
+        ValueError: ``window`` or ``stride`` below 1.
+
+    Example:
+        >>> window_corners((8, 8), 4, 4)
+        ([(0, 0), (0, 4), (4, 0), (4, 4)], [4, 4])
+    """
+    if window < 1 or stride < 1:
+        raise ValueError(f"window and stride must be >= 1, got window={window!r}, stride={stride!r}")
+    sizes = [int(s) for s in spatial_size]
+    edges = [min(window, s) for s in sizes]
+    corners = [
+        corner
+        for corner in itertools.product(*(_starts(s, e, stride) for s, e in zip(sizes, edges, strict=True)))
+        if within is None or bool(within[_window_slices(corner, edges)].all())
+    ]
+    return corners, edges
+
+
+def _window_slices(corner: Sequence[int], edges: Sequence[int]) -> tuple[slice, ...]:
+    return tuple(slice(c, c + e) for c, e in zip(corner, edges, strict=True))
+
+
+def masks_of(
+    corners: Sequence[Sequence[int]], edges: Sequence[int], spatial_size: Sequence[int]
+) -> torch.Tensor:
+    """``(len(corners), 1, *spatial)`` float masks of the given windows (see :func:`window_corners`).
+
+    Example:
+        >>> masks_of([(0, 0)], [2, 2], (4, 4)).sum().item()
+        4.0
+    """
+    masks = torch.zeros(len(corners), 1, *[int(s) for s in spatial_size])
+    for i, corner in enumerate(corners):
+        masks[(i, 0, *_window_slices(corner, edges))] = 1.0
+    return masks
+
+
+def window_masks(
+    spatial_size: Sequence[int], window: int, stride: int, within: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Binary masks of the windows of :func:`window_corners`, all at once.
+
+    This holds one image-sized mask per window; :func:`infill_counterfactual` builds them a batch
+    at a time instead (a 64³ volume has 3,375 windows of 8 voxels at stride 4: 3.5 GB of masks).
+
+    Args:
+        spatial_size: the image's spatial size (2 or 3 entries).
+        window: edge of a window in pixels (clipped to each axis's size).
+        stride: step between window starts.
         within: optional ``(*spatial)`` bool mask: keep only windows lying entirely inside it.
 
     Returns:
@@ -110,17 +172,8 @@ def window_masks(
         >>> window_masks((8, 8), 4, 4).shape
         torch.Size([4, 1, 8, 8])
     """
-    if window < 1 or stride < 1:
-        raise ValueError(f"window and stride must be >= 1, got window={window!r}, stride={stride!r}")
-    sizes = [int(s) for s in spatial_size]
-    edges = [min(window, s) for s in sizes]
-    masks = []
-    for corner in itertools.product(*(_starts(s, e, stride) for s, e in zip(sizes, edges, strict=True))):
-        mask = torch.zeros(1, *sizes)
-        mask[(slice(None), *(slice(c, c + e) for c, e in zip(corner, edges, strict=True)))] = 1.0
-        if within is None or bool(within[mask[0].bool()].all()):
-            masks.append(mask)
-    return torch.stack(masks) if masks else torch.zeros(0, 1, *sizes)
+    corners, edges = window_corners(spatial_size, window, stride, within)
+    return masks_of(corners, edges, spatial_size)
 
 
 def _probs(model: nn.Module, batch: torch.Tensor, target_class: int, batch_size: int) -> torch.Tensor:
@@ -133,11 +186,24 @@ def _probs(model: nn.Module, batch: torch.Tensor, target_class: int, batch_size:
         )
 
 
+def _infilled_probs(
+    model: nn.Module, image: torch.Tensor, recon: torch.Tensor, masks: torch.Tensor, target_class: int
+) -> torch.Tensor:
+    """Probability of ``target_class`` for the image with each mask's region infilled."""
+    batch = _batch_size(image.shape[2:])
+    return torch.cat(
+        [
+            _probs(model, image * (1 - chunk) + recon * chunk, target_class, batch)
+            for chunk in masks.split(batch)
+        ]
+    )
+
+
 def _grow(
     model: nn.Module,
     image: torch.Tensor,
     recon: torch.Tensor,
-    masks: torch.Tensor,
+    windows: tuple[list[tuple[int, ...]], list[int]],
     p0: float,
     target_class: int,
     threshold: float,
@@ -145,14 +211,24 @@ def _grow(
 ) -> tuple[torch.Tensor, int, bool]:
     """Rank the windows by their own effect, then grow the union of the best until the decision changes.
 
+    Masks are built a forward pass's worth at a time, so memory does not grow with the window count.
     Returns the region ``(1, 1, *spatial)``, its window count and whether it changes the decision;
     without a change, the union of all ``max_windows`` best windows.
     """
+    corners, edges = windows
+    spatial = image.shape[2:]
+    step = _batch_size(spatial)
     toward = -1.0 if p0 >= threshold else 1.0  # the probability must move to the other side
-    single = _probs(model, image * (1 - masks) + recon * masks, target_class, _BATCH)
+    single = torch.cat(
+        [
+            _infilled_probs(model, image, recon, masks_of(corners[i : i + step], edges, spatial), target_class)
+            for i in range(0, len(corners), step)
+        ]
+    )
     order = torch.argsort(toward * (single - p0), descending=True)[:max_windows]
-    unions = torch.cummax(masks[order], dim=0).values  # union of the first k windows, k = 1, 2, ...
-    grown = _probs(model, image * (1 - unions) + recon * unions, target_class, _BATCH)
+    best = masks_of([corners[int(i)] for i in order], edges, spatial)
+    unions = torch.cummax(best, dim=0).values  # union of the first k windows, k = 1, 2, ...
+    grown = _infilled_probs(model, image, recon, unions, target_class)
     crossed = torch.nonzero((grown >= threshold) != (p0 >= threshold)).flatten()
     k = int(crossed[0]) if len(crossed) else len(unions) - 1
     return unions[k : k + 1], k + 1, bool(len(crossed))
@@ -224,10 +300,10 @@ def infill_counterfactual(
         target_class = _check_target(target_class, out["logits"].shape[1])
         p0 = float(torch.softmax(out["logits"], dim=1)[0, target_class])
         search = (p0, target_class, float(threshold), max_windows)
-        region, windows, flipped = _grow(model, image, recon, window_masks(spatial, window, stride), *search)
+        region, windows, flipped = _grow(model, image, recon, window_corners(spatial, window, stride), *search)
         if flipped and fine_window is not None and fine_window < window:
-            fine = window_masks(spatial, fine_window, fine_stride, within=region[0, 0].bool())
-            if len(fine):
+            fine = window_corners(spatial, fine_window, fine_stride, within=region[0, 0].bool())
+            if len(fine[0]):
                 smaller, count, fine_flipped = _grow(model, image, recon, fine, *search)
                 if fine_flipped and float(smaller.sum()) < float(region.sum()):
                     region, windows = smaller, count
