@@ -49,6 +49,7 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
             train_correlation=correlation,
             shifted_correlation=0.1,
             n_shifted=args.n_shifted,
+            n_calibration=args.n_calibration,
             progress=False,
             **({"lesion_contrast_range": tuple(args.lesion_contrast)} if args.lesion_contrast else {}),
         )
@@ -125,6 +126,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--n", type=int, default=3000, help="main cohort size (70/10/20 split)")
     parser.add_argument("--n-shifted", type=int, default=400)
+    parser.add_argument(
+        "--n-calibration",
+        type=int,
+        default=0,
+        help="images of a held-out calibration cohort (training agreement; section 'calibration')",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument(

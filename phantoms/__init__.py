@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from .brain_cohort import RenderedSubject, generate_cohort, render_subject, subject_grid
 from .phantom_config import PhantomConfig
-from .shortcut_cohort import SHIFTED_SECTION, generate_shortcut_cohort
+from .shortcut_cohort import CALIBRATION_SECTION, SHIFTED_SECTION, generate_shortcut_cohort
 
 __all__ = [
     "PhantomConfig",
     "RenderedSubject",
     "SHIFTED_SECTION",
+    "CALIBRATION_SECTION",
     "generate_cohort",
     "generate_shortcut_cohort",
     "render_subject",

@@ -6,12 +6,16 @@ independent cohort (another seed) with agreement ``shifted_correlation`` (0.5: i
 reversed) becomes the datalist section ``test_shifted``. A model that learnt the shortcut scores
 well on ``test`` and badly on ``test_shifted``, which is what bias mitigation must repair. Every
 record also carries the null attribute ``random_group`` (drawn independently of image and label),
-which an audit must *not* flag.
+which an audit must *not* flag. With ``n_calibration > 0`` a third independent cohort with the
+training agreement becomes the section ``calibration``: held-out images with attribute labels to
+fit an eraser on (the validation split alone is small — a 300-image fit leaves a residual the
+probe can read, see ``pipelines.bias_mitigation.mitigate``).
 
 Layout written to ``out_dir``: ``main/`` and ``shifted/`` (each a complete phantom cohort),
 ``datalist.json`` (``training``/``validation``/``test`` from ``main``, ``test_shifted`` from
-``shifted``; paths relative to ``out_dir``; shifted ids prefixed with ``shifted-``) and
-``factors.csv`` (both cohorts' factors, same id prefix).
+``shifted``, ``calibration`` from ``calibration/`` when asked; paths relative to ``out_dir``;
+shifted ids prefixed with ``shifted-``, calibration ids with ``calibration-``) and
+``factors.csv`` (every cohort's factors, same id prefixes).
 
 Example:
     >>> summary = generate_shortcut_cohort("runs/shortcut", n=600, seed=0)  # doctest: +SKIP
@@ -30,11 +34,20 @@ from typing import Any
 from .brain_cohort import generate_cohort
 from .phantom_config import PhantomConfig
 
-__all__ = ["generate_shortcut_cohort", "SHIFTED_SECTION", "SHIFTED_PREFIX"]
+__all__ = [
+    "generate_shortcut_cohort",
+    "SHIFTED_SECTION",
+    "SHIFTED_PREFIX",
+    "CALIBRATION_SECTION",
+    "CALIBRATION_PREFIX",
+]
 
 SHIFTED_SECTION = "test_shifted"
 SHIFTED_PREFIX = "shifted-"
+CALIBRATION_SECTION = "calibration"
+CALIBRATION_PREFIX = "calibration-"
 _SHIFTED_SEED_OFFSET = 7919  # a different seed stream for the shifted cohort's subjects
+_CALIBRATION_SEED_OFFSET = 15485863  # and another for the calibration cohort's
 
 
 def _prefix_paths(record: dict[str, Any], folder: str, id_prefix: str = "") -> dict[str, Any]:
@@ -54,6 +67,7 @@ def generate_shortcut_cohort(
     train_correlation: float = 0.9,
     shifted_correlation: float = 0.1,
     n_shifted: int | None = None,
+    n_calibration: int = 0,
     kind: str = "brain2d",
     size: int = 64,
     image_format: str | None = None,
@@ -69,6 +83,8 @@ def generate_shortcut_cohort(
         train_correlation: marker agreement P(marker == label) of the main cohort.
         shifted_correlation: marker agreement of the shifted test cohort.
         n_shifted: images of the shifted test cohort (default: as many as the main ``test``).
+        n_calibration: images of a held-out calibration cohort with agreement
+            ``train_correlation`` (section ``calibration``; 0, the default: none).
         kind: phantom kind (``brain2d`` or ``brain3d``).
         size: image size.
         image_format: file format (default: the kind's default).
@@ -80,8 +96,11 @@ def generate_shortcut_cohort(
         ``{"datalist": path, "counts": {section: n}, "marker_agreement": {"main": .., "shifted": ..}}``.
 
     Raises:
-        ValueError: an argument out of range (from :class:`PhantomConfig`, naming it).
+        ValueError: an argument out of range (from :class:`PhantomConfig`, naming it), or a
+            negative ``n_calibration``.
     """
+    if isinstance(n_calibration, bool) or not isinstance(n_calibration, int) or n_calibration < 0:
+        raise ValueError(f"n_calibration: expected an integer >= 0, got {n_calibration!r}")
     out = Path(out_dir)
     fixed = {"kind", "n", "seed", "size", "marker_correlation", "split_fractions", "image_format"}
     clash = sorted(fixed & set(phantom))
@@ -104,6 +123,20 @@ def generate_shortcut_cohort(
         **extra,
     )
     shifted = generate_cohort(shifted_cfg, out / "shifted", progress=progress)
+    cohorts = [("main", ""), ("shifted", SHIFTED_PREFIX)]
+    calibration_cfg = None
+    if n_calibration:
+        calibration_cfg = PhantomConfig(
+            kind=kind,
+            n=n_calibration,
+            seed=seed + _CALIBRATION_SEED_OFFSET,
+            size=size,
+            marker_correlation=train_correlation,
+            split_fractions=(0.0, 0.0, 1.0),
+            **extra,
+        )
+        generate_cohort(calibration_cfg, out / "calibration", progress=progress)
+        cohorts.append(("calibration", CALIBRATION_PREFIX))
 
     main_list = json.loads((out / "main" / "datalist.json").read_text())
     shifted_list = json.loads((out / "shifted" / "datalist.json").read_text())
@@ -112,18 +145,26 @@ def generate_shortcut_cohort(
         for section in ("training", "validation", "test")
     }
     data[SHIFTED_SECTION] = [_prefix_paths(r, "shifted", SHIFTED_PREFIX) for r in shifted_list["test"]]
+    if calibration_cfg is not None:
+        calibration_list = json.loads((out / "calibration" / "datalist.json").read_text())
+        data[CALIBRATION_SECTION] = [
+            _prefix_paths(r, "calibration", CALIBRATION_PREFIX) for r in calibration_list["test"]
+        ]
     data["description"] = (
         f"medglass shortcut cohort: {kind} n={n} seed={seed} marker agreement {train_correlation} "
         f"(training/validation/test), shifted test n={shifted_n} with agreement {shifted_correlation}"
     )
     data["phantom_config"] = main_cfg.to_dict()
     data["shifted_phantom_config"] = shifted_cfg.to_dict()
+    if calibration_cfg is not None:
+        data["description"] += f", calibration n={n_calibration} with agreement {train_correlation}"
+        data["calibration_phantom_config"] = calibration_cfg.to_dict()
     datalist = out / "datalist.json"
     datalist.write_text(json.dumps(data, indent=1) + "\n")
 
     with (out / "factors.csv").open("w", newline="") as fh:
         writer = None
-        for folder, prefix in (("main", ""), ("shifted", SHIFTED_PREFIX)):
+        for folder, prefix in cohorts:
             with (out / folder / "factors.csv").open(newline="") as src:
                 for row in csv.DictReader(src):
                     row["id"] = prefix + row["id"]
@@ -133,6 +174,10 @@ def generate_shortcut_cohort(
                     writer.writerow(row)
     return {
         "datalist": datalist,
-        "counts": {name: len(data[name]) for name in ("training", "validation", "test", SHIFTED_SECTION)},
+        "counts": {
+            name: len(data[name])
+            for name in ("training", "validation", "test", SHIFTED_SECTION, CALIBRATION_SECTION)
+            if name in data
+        },
         "marker_agreement": {"main": main["marker_agreement"], "shifted": shifted["marker_agreement"]},
     }

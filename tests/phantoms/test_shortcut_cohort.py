@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phantoms import SHIFTED_SECTION, generate_shortcut_cohort
+from phantoms import CALIBRATION_SECTION, SHIFTED_SECTION, generate_shortcut_cohort
 from pipelines.datalists import load_datalist
 
 
@@ -54,3 +54,25 @@ def test_phantom_fields_reach_both_cohorts_and_clashes_are_named(tmp_path: Path)
     assert data["shifted_phantom_config"]["lesion_contrast_range"] == [0.3, 0.35]
     with pytest.raises(ValueError, match=r"\['marker_correlation'\] are set by"):
         generate_shortcut_cohort(tmp_path / "x", n=10, marker_correlation=0.5, progress=False)
+
+
+def test_calibration_cohort_is_held_out_with_the_training_agreement(tmp_path: Path) -> None:
+    import pytest
+
+    summary = generate_shortcut_cohort(
+        tmp_path, n=40, seed=3, size=32, n_shifted=20, n_calibration=150, progress=False
+    )
+    datalist = summary["datalist"]
+    assert summary["counts"][CALIBRATION_SECTION] == 150
+    calibration = load_datalist(datalist, CALIBRATION_SECTION)
+    assert abs(_agreement(calibration) - 0.9) < 4 * np.sqrt(0.09 / len(calibration))
+    assert all(r["id"].startswith("calibration-") and "/calibration/" in r["image"] for r in calibration)
+    others = {
+        r["id"] for s in ("training", "validation", "test", SHIFTED_SECTION) for r in load_datalist(datalist, s)
+    }
+    assert not others & {r["id"] for r in calibration}
+    with (tmp_path / "factors.csv").open() as fh:
+        factor_ids = {row["id"] for row in csv.DictReader(fh)}
+    assert factor_ids == others | {r["id"] for r in calibration}
+    with pytest.raises(ValueError, match="n_calibration: expected an integer >= 0, got -1"):
+        generate_shortcut_cohort(tmp_path / "bad", n=10, n_calibration=-1, progress=False)
