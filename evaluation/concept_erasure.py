@@ -187,6 +187,7 @@ def fit_eraser(
     constrain_cov_trace: bool = False,
     shrinkage: bool = True,
     strata=None,
+    per_stratum: bool = False,
 ) -> LatentEraser:
     """Fit a LEACE eraser of an attribute (one-hot over its categories) on latent means.
 
@@ -206,15 +207,22 @@ def fit_eraser(
             erasure). Needed when the attribute is correlated with the label in the calibration
             data (a shortcut): the unconditional cross-covariance ``Cov(mu, attribute)`` then
             also contains the label's own features, and erasing it removes disease information
-            and over-corrects the classifier. Samples with a missing stratum (``None``/NaN/-1)
-            are left out.
+            and over-corrects the classifier. The fit pools the strata: the attribute's groups
+            get equal means on average over the strata, not inside each one.
+            Samples with a missing stratum (``None``/NaN/-1) are left out.
+        per_stratum: with ``strata``, give the centred concept its own columns in each stratum
+            (rank up to ``(categories − 1) × strata``): the groups then get equal means inside
+            every stratum, also when the attribute moves the latent differently in each. It
+            erases more: measured on a shortcut phantom (marker agreement 0.9, 3,000 calibration
+            images), the within-label marker probe AUC on the test set fell to 0.54 instead of
+            0.71, and the test AUC to 0.745 instead of 0.963 (0.984 before erasure).
 
     Returns:
         The fitted :class:`LatentEraser` (float64 buffers).
 
     Raises:
-        ValueError: bad shapes, fewer than two categories (naming them), or ``strata`` of the
-            wrong length.
+        ValueError: bad shapes, fewer than two categories (naming them), ``strata`` of the
+            wrong length, or ``per_stratum`` without ``strata``.
 
     Example:
         >>> mu = torch.randn(60, 4); g = torch.arange(60) % 3; mu[:, 1] += g
@@ -233,6 +241,8 @@ def fit_eraser(
         raise ValueError(
             f"{attribute}: erasure needs at least two attribute values, got {list(coded.categories)}"
         )
+    if per_stratum and strata is None:
+        raise ValueError("per_stratum=True needs strata (e.g. the labels), got strata=None")
     valid = coded.valid.copy()
     if strata is not None:
         strata_coded = encode_attribute(strata.detach().cpu().numpy() if torch.is_tensor(strata) else strata)
@@ -248,9 +258,14 @@ def fit_eraser(
     z = torch.nn.functional.one_hot(torch.as_tensor(coded.codes), len(coded.categories)).to(torch.float64)
     if strata is not None:
         x, z, stratum = x[torch.as_tensor(keep)], z[torch.as_tensor(keep)], stratum[keep]
-        for value in np.unique(stratum):
+        values = np.unique(stratum)
+        width = z.shape[1]
+        centred = torch.zeros(z.shape[0], width * (len(values) if per_stratum else 1), dtype=torch.float64)
+        for j, value in enumerate(values):
             rows = torch.as_tensor(stratum == value)
-            z[rows] = z[rows] - z[rows].mean(dim=0, keepdim=True)
+            cols = slice(j * width, (j + 1) * width) if per_stratum else slice(0, width)
+            centred[rows, cols] = z[rows] - z[rows].mean(dim=0, keepdim=True)
+        z = centred
     fitter = LeaceFitter.fit(x, z, constrain_cov_trace=constrain_cov_trace, shrinkage=shrinkage)
     eraser = fitter.eraser
     bias = eraser.bias if eraser.bias is not None else torch.zeros(x.shape[1], dtype=torch.float64)

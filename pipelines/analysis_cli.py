@@ -101,6 +101,7 @@ def _cmd_mitigate(args: argparse.Namespace) -> int:
         calibration_section=args.calibration_section,
         sections=args.sections,
         conditional=args.conditional,
+        per_label=args.per_label,
         track=not args.no_mlflow,
         progress=not args.no_progress,
     )
@@ -169,6 +170,12 @@ def add_analysis_commands(sub: Any) -> None:
         action="store_true",
         help="erase the attribute within each label (keeps the disease information a shortcut shares "
         "with the label; see README)",
+    )
+    mitigate.add_argument(
+        "--per-label",
+        action="store_true",
+        help="like --conditional, but remove the attribute's effect inside each label separately "
+        "(erases more, also disease information; see README)",
     )
     mitigate.add_argument(
         "--sections",

@@ -168,6 +168,7 @@ def mitigate(
     sections: list[str] | None = None,
     seed: int = 0,
     conditional: bool = False,
+    per_label: bool = False,
     track: bool = True,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -192,6 +193,10 @@ def mitigate(
             without removing the disease information it shares. Default ``False``: plain LEACE,
             whose guarantee (no linear probe recovers the attribute) holds on the calibration
             distribution; ``bench/bench_bias.py`` compares both.
+        per_label: with ``conditional``, fit the erasure separately inside each label
+            (:func:`~evaluation.concept_erasure.fit_eraser` with ``per_stratum``): the groups
+            then have equal mean codes within every label, not only on average, at a larger cost
+            in disease information (see ``fit_eraser``). Implies ``conditional``.
         track: log to MLflow (and attach the eraser to the model's run and registered versions).
         progress: show progress bars.
 
@@ -230,8 +235,11 @@ def mitigate(
             f"attribute {attribute!r} is not in the {calibration_section!r} records (present: {present})"
         )
     calib_groups = np.asarray(calib.attribute(attribute), dtype=object)
+    conditional = conditional or per_label
     calib_labels = np.where(calib.labels >= 0, calib.labels, -1) if conditional else None
-    eraser = fit_eraser(calib.mu, calib_groups, attribute=attribute, strata=calib_labels)
+    eraser = fit_eraser(
+        calib.mu, calib_groups, attribute=attribute, strata=calib_labels, per_stratum=per_label
+    )
     eraser_path = eraser.save(out_dir / "eraser.pt")
     with torch.no_grad():
         calib_erased = eraser(torch.from_numpy(calib.mu).double()).numpy()
@@ -244,6 +252,7 @@ def mitigate(
             {
                 **eraser.metadata(),
                 "conditional_on_label": conditional,
+                "per_label": per_label,
                 "calibration_sections": calib_sections,
                 "decision_threshold": threshold,
                 "decision_threshold_note": "positive when P(class 1) >= threshold after erasure "

@@ -201,3 +201,40 @@ def test_conditional_erasure_keeps_the_label_information_a_shortcut_shares():
         assert abs(roc_auc_score(test_marker[rows], erased[rows, 1]) - 0.5) < 0.06
     with pytest.raises(ValueError, match="strata must have length 2000"):
         fit_eraser(calib_mu, calib_marker, strata=calib_label[:-1])
+
+
+def test_per_stratum_erasure_removes_a_marker_that_acts_differently_in_each_label():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(11)
+
+    def cohort(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        label = rng.integers(0, 2, n)
+        marker = np.where(rng.random(n) < 0.9, label, 1 - label)
+        mu = 0.3 * rng.standard_normal((n, 4))
+        mu[:, 0] += label
+        # the marker moves z1 among negatives and z2 among positives
+        mu[:, 1] += 2.0 * marker * (label == 0)
+        mu[:, 2] += 2.0 * marker * (label == 1)
+        return mu, label, marker
+
+    calib_mu, calib_label, calib_marker = cohort(4000)
+    test_mu, test_label, test_marker = cohort(4000)
+
+    def within_label_separation(eraser) -> float:
+        erased = eraser(torch.as_tensor(test_mu)).numpy()
+        worst = 0.0
+        for value in (0, 1):
+            rows = test_label == value
+            gap = erased[rows][test_marker[rows] == 1].mean(0) - erased[rows][test_marker[rows] == 0].mean(0)
+            worst = max(worst, float(np.abs(gap).max()))
+        return worst
+
+    pooled = fit_eraser(calib_mu, calib_marker, strata=calib_label)
+    per_label = fit_eraser(calib_mu, calib_marker, strata=calib_label, per_stratum=True)
+    assert within_label_separation(pooled) > 0.5  # a pooled direction cannot remove both effects
+    assert within_label_separation(per_label) < 0.1  # one direction per label can
+    erased = per_label(torch.as_tensor(test_mu)).numpy()
+    assert roc_auc_score(test_label, erased[:, 0]) > 0.95  # the lesion variable z0 is kept
+    with pytest.raises(ValueError, match="per_stratum=True needs strata"):
+        fit_eraser(calib_mu, calib_marker, per_stratum=True)

@@ -125,3 +125,24 @@ def test_cli_conditional_erasure_on_several_sections_warns_about_training_images
             run, "shortcut", datalist, tmp_path / "held_out", sections=["test"], track=False, progress=False
         )
     assert not any("'training' section" in r.getMessage() for r in caplog.records)
+
+
+def test_cli_per_label_erasure_removes_more_directions_than_the_pooled_one(
+    shortcut_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from pipelines.cli import main
+
+    run, datalist = shortcut_run
+    ranks = {}
+    for flag in ("--conditional", "--per-label"):
+        out = tmp_path / flag.strip("-")
+        args = ["mitigate", "--model", str(run), "--attribute", "shortcut", "--datalist", str(datalist)]
+        code = main([*args, flag, "--sections", "test", "--out", str(out), "--no-mlflow", "--no-progress"])
+        assert code == 0
+        sidecar = json.loads((out / "eraser.json").read_text())
+        assert sidecar["conditional_on_label"] is True
+        assert sidecar["per_label"] is (flag == "--per-label")
+        eraser = LatentEraser.load(out / "eraser.pt")
+        ranks[flag] = int(torch.linalg.matrix_rank(eraser.proj_left @ eraser.proj_right))
+    # the pooled fit removes one direction for a two-valued attribute; one per label removes two
+    assert ranks == {"--conditional": 1, "--per-label": 2}
