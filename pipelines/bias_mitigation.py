@@ -310,7 +310,7 @@ def mitigate(
         summary,
         weights_before,
         eraser_path,
-        conditional,
+        "within every label " if per_label else "that the disease label does not explain " if conditional else "",
     )
     write_metrics(out_dir, metrics)
     run_id = None
@@ -367,12 +367,12 @@ def _write_report(
     summary: list[str],
     weights_hash: str,
     eraser_path: Path,
-    conditional: bool,
+    scope: str,
 ) -> Path:
     report = HtmlReport(f"Erasing {attribute} from {Path(source).name}")
     report.paragraph(
         f"A linear eraser (LEACE) removes every linear trace of {attribute} "
-        f"{'that the disease label does not explain ' if conditional else ''}from the latent space; it was fitted on "
+        f"{scope}from the latent space; it was fitted on "
         f"the {calibration_section!r} images and is saved as {eraser_path.name} ({eraser_path.stat().st_size} bytes). "
         "The trained network is not changed: the eraser sits between its encoder and its classifier."
     )
