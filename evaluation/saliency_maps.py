@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from monai.networks.utils import eval_mode
@@ -85,6 +85,15 @@ def _check_image(image: torch.Tensor) -> None:
         raise ValueError(
             f"image must have shape (1, C, *spatial) with 2 or 3 spatial dims, got {tuple(image.shape)}"
         )
+
+
+def _aligned_upsampler(spatial_size: Sequence[int]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """MONAI CAM ``upsampler`` that places each feature cell like :func:`networks.upsample_attention`.
+
+    MONAI's default resizes with ``align_corners=False``, which shifts a stride-8 map of this
+    encoder by 3.5 px down and right of where its cells look (see ``upsample_attention``).
+    """
+    return lambda x: upsample_attention(x, [int(s) for s in spatial_size])
 
 
 def _positive_at_input_size(values: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -267,7 +276,12 @@ def gradcam_map(
         num_classes = model.classify(model.encode(image)["mu"]).shape[1]
     target_class = _check_target(target_class, num_classes)
     net = copy.deepcopy(model).requires_grad_(True)
-    cam = GradCAM(nn_module=_Logits(net), target_layers=f"net.{layer}", postprocessing=lambda m: m)
+    cam = GradCAM(
+        nn_module=_Logits(net),
+        target_layers=f"net.{layer}",
+        upsampler=_aligned_upsampler,
+        postprocessing=lambda m: m,
+    )
     with torch.enable_grad():
         result = cam(x=image.detach(), class_idx=target_class)
     return result[0, 0].detach().float().clamp_min(0)
