@@ -5,20 +5,23 @@ different methods can be scored against a lesion mask with the same functions
 (:mod:`evaluation.map_scores`) and drawn on the image (:mod:`evaluation.explanation_figures`).
 Values keep each method's own scale (no normalisation); only their order matters for the scores.
 
-- ``attention``: the network's own spatial attention, resized bi/trilinearly to the input size.
+- ``attention``: the network's own spatial attention, resized bi/trilinearly to the input size
+  with each feature cell over the centre of its receptive field
+  (:func:`networks.upsample_attention`).
 - ``contribution``: each feature position's exact share of the target class's logit margin
   (:meth:`networks.GlassBoxNet.position_contributions`: attention × class evidence, plus the
   flattened branch's share), positive part, resized like ``attention``. Unlike GradCAM it is no
   approximation: the shares add up to the margin. Pointing game on 100 true positives of
-  ``brain2d`` (default difficulty, ``tiny`` training seeds 0 / 1): 0.76 / 0.21 against
-  0.30 / 0.56 for ``attention`` and 0.48 / 0.17 for ``gradcam``; on the demo's model
-  0.60 / 0.45 / 0.38 — which map localises best depends on the trained model.
+  ``brain2d`` (default difficulty, the ``tiny`` model of ``bench/bench_training.py``, test AUC
+  0.914): attention 0.63, contribution 0.60, GradCAM 0.42 (0.33 / 0.34 / 0.27 when the maps
+  were still drawn 3.5 px down and right of where the features look); other trained models
+  gave other orders — which map localises best depends on the trained model.
 - ``counterfactual``: ``|counterfactual − reconstruction|`` of a latent shift, summed over channels
   (:func:`evaluation.counterfactuals.latent_shift_counterfactual`).
 - ``infill``: ``|counterfactual − image|`` of the infill counterfactual, summed over channels: the
   smallest region found whose replacement by the network's reconstruction changes the decision
   (:func:`evaluation.infill_counterfactuals.infill_counterfactual`); zero outside that region.
-- ``gradcam``: MONAI's :class:`~monai.visualize.GradCAM` on the logits.
+- ``gradcam``: MONAI's :class:`~monai.visualize.GradCAM` on the logits, resized like ``attention``.
 - ``occlusion``: MONAI's :class:`~monai.visualize.OcclusionSensitivity`, as the drop in the target
   probability when a patch is occluded.
 

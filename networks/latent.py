@@ -43,9 +43,9 @@ class GaussianLatent(nn.Module):
     gated average reached 0.860 / 0.847 / 0.793 without flips but 0.873 / 0.653 / 0.502 with
     random flips, the attention-weighted average 0.890 / 0.852 with flips (a later re-run of
     three seeds: 0.900 / 0.821 / 0.491, the third not learning within 8 epochs). Its attention
-    map points at the lesion in 0.30 / 0.56 of true positives (seeds 0 / 1 of the re-run,
-    ``medglass explain``), the exact per-position split of the logit
-    (:meth:`position_contributions`) in 0.76 / 0.21.
+    map points at the lesion in 0.63 of 100 true positives (``medglass explain``, the ``tiny``
+    model of ``bench/bench_training.py``), the exact per-position split of the logit
+    (:meth:`position_contributions`) in 0.60.
     Figures: ``bundles/glassbox_classification/docs/README.md``.
 
     Args:
