@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_units.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_infill.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -205,7 +205,11 @@ def main() -> None:
 
             def spread(key: str, base: str | None = None, scale: float = 1.0, sub=sub, name=name) -> str:
                 values = [scale * (r[name][key] - (r[name][base] if base else 0.0)) for r in sub]
-                return f"{min(values):+.3f} … {max(values):+.3f}" if base else f"{min(values):.3f} … {max(values):.3f}"
+                return (
+                    f"{min(values):+.3f} … {max(values):+.3f}"
+                    if base
+                    else f"{min(values):.3f} … {max(values):.3f}"
+                )
 
             print(f"  LEACE {name}:")
             print(

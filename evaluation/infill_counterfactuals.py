@@ -221,7 +221,9 @@ def _grow(
     toward = -1.0 if p0 >= threshold else 1.0  # the probability must move to the other side
     single = torch.cat(
         [
-            _infilled_probs(model, image, recon, masks_of(corners[i : i + step], edges, spatial), target_class)
+            _infilled_probs(
+                model, image, recon, masks_of(corners[i : i + step], edges, spatial), target_class
+            )
             for i in range(0, len(corners), step)
         ]
     )
@@ -300,7 +302,9 @@ def infill_counterfactual(
         target_class = _check_target(target_class, out["logits"].shape[1])
         p0 = float(torch.softmax(out["logits"], dim=1)[0, target_class])
         search = (p0, target_class, float(threshold), max_windows)
-        region, windows, flipped = _grow(model, image, recon, window_corners(spatial, window, stride), *search)
+        region, windows, flipped = _grow(
+            model, image, recon, window_corners(spatial, window, stride), *search
+        )
         if flipped and fine_window is not None and fine_window < window:
             fine = window_corners(spatial, fine_window, fine_stride, within=region[0, 0].bool())
             if len(fine[0]):

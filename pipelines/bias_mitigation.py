@@ -310,7 +310,11 @@ def mitigate(
         summary,
         weights_before,
         eraser_path,
-        "within every label " if per_label else "that the disease label does not explain " if conditional else "",
+        "within every label "
+        if per_label
+        else "that the disease label does not explain "
+        if conditional
+        else "",
     )
     write_metrics(out_dir, metrics)
     run_id = None

@@ -68,7 +68,9 @@ def test_calibration_cohort_is_held_out_with_the_training_agreement(tmp_path: Pa
     assert abs(_agreement(calibration) - 0.9) < 4 * np.sqrt(0.09 / len(calibration))
     assert all(r["id"].startswith("calibration-") and "/calibration/" in r["image"] for r in calibration)
     others = {
-        r["id"] for s in ("training", "validation", "test", SHIFTED_SECTION) for r in load_datalist(datalist, s)
+        r["id"]
+        for s in ("training", "validation", "test", SHIFTED_SECTION)
+        for r in load_datalist(datalist, s)
     }
     assert not others & {r["id"] for r in calibration}
     with (tmp_path / "factors.csv").open() as fh:
