@@ -47,10 +47,11 @@ def _volume(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return image, spot
 
 
-def _baseline_single_effects(model, image, recon, window, stride, target_class):
+def _all_masks_at_once(model, image, recon, windows, target_class):
     """The former first pass: every window's mask and infilled image held at once."""
-    masks = ic.window_masks(image.shape[2:], window, stride)
-    return ic._probs(model, image * (1 - masks) + recon * masks, target_class, ic._BATCH)
+    corners, edges = windows
+    masks = ic.masks_of(corners, edges, image.shape[2:])
+    return ic._probs(model, ic._infill(image, recon, masks), target_class, ic._BATCH)
 
 
 def _run_variant(variant: str, size: int, window: int, stride: int) -> dict:
@@ -58,28 +59,13 @@ def _run_variant(variant: str, size: int, window: int, stride: int) -> dict:
     image, spot = _volume(size)
     model = _SpotDetector()
     start = time.perf_counter()
+    original = ic._single_effects
     if variant == "baseline":
-        original = ic._grow
-
-        def grow_with_all_masks(model_, image_, recon_, windows, p0, target_class, threshold, max_windows):
-            corners, edges = windows
-            single = _baseline_single_effects(model_, image_, recon_, window, stride, target_class)
-            toward = -1.0 if p0 >= threshold else 1.0
-            order = torch.argsort(toward * (single - p0), descending=True)[:max_windows]
-            best = ic.masks_of([corners[int(i)] for i in order], edges, image_.shape[2:])
-            unions = torch.cummax(best, dim=0).values
-            grown = ic._infilled_probs(model_, image_, recon_, unions, target_class)
-            crossed = torch.nonzero((grown >= threshold) != (p0 >= threshold)).flatten()
-            k = int(crossed[0]) if len(crossed) else len(unions) - 1
-            return unions[k : k + 1], k + 1, bool(len(crossed))
-
-        ic._grow = grow_with_all_masks
-        try:
-            result = ic.infill_counterfactual(model, image, window=window, stride=stride, fine_window=None)
-        finally:
-            ic._grow = original
-    else:
+        ic._single_effects = _all_masks_at_once
+    try:
         result = ic.infill_counterfactual(model, image, window=window, stride=stride, fine_window=None)
+    finally:
+        ic._single_effects = original
     seconds = time.perf_counter() - start
     return {
         "variant": variant,

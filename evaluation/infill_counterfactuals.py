@@ -186,15 +186,35 @@ def _probs(model: nn.Module, batch: torch.Tensor, target_class: int, batch_size:
         )
 
 
-def _infilled_probs(
-    model: nn.Module, image: torch.Tensor, recon: torch.Tensor, masks: torch.Tensor, target_class: int
+def _infill(image: torch.Tensor, recon: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """One image per mask: ``image`` with the mask's region taken from ``recon``."""
+    return image * (1 - masks) + recon * masks
+
+
+def _single_effects(
+    model: nn.Module,
+    image: torch.Tensor,
+    recon: torch.Tensor,
+    windows: tuple[list[tuple[int, ...]], list[int]],
+    target_class: int,
 ) -> torch.Tensor:
-    """Probability of ``target_class`` for the image with each mask's region infilled."""
-    batch = _batch_size(image.shape[2:])
+    """Probability of ``target_class`` with each window infilled alone, ``(len(corners),)``.
+
+    Masks are built a forward pass's worth at a time, so memory does not grow with the window
+    count (``bench/bench_infill.py`` compares this with building them all at once).
+    """
+    corners, edges = windows
+    spatial = image.shape[2:]
+    step = _batch_size(spatial)
     return torch.cat(
         [
-            _probs(model, image * (1 - chunk) + recon * chunk, target_class, batch)
-            for chunk in masks.split(batch)
+            _probs(
+                model,
+                _infill(image, recon, masks_of(corners[i : i + step], edges, spatial)),
+                target_class,
+                step,
+            )
+            for i in range(0, len(corners), step)
         ]
     )
 
@@ -211,26 +231,16 @@ def _grow(
 ) -> tuple[torch.Tensor, int, bool]:
     """Rank the windows by their own effect, then grow the union of the best until the decision changes.
 
-    Masks are built a forward pass's worth at a time, so memory does not grow with the window count.
     Returns the region ``(1, 1, *spatial)``, its window count and whether it changes the decision;
     without a change, the union of all ``max_windows`` best windows.
     """
     corners, edges = windows
-    spatial = image.shape[2:]
-    step = _batch_size(spatial)
     toward = -1.0 if p0 >= threshold else 1.0  # the probability must move to the other side
-    single = torch.cat(
-        [
-            _infilled_probs(
-                model, image, recon, masks_of(corners[i : i + step], edges, spatial), target_class
-            )
-            for i in range(0, len(corners), step)
-        ]
-    )
+    single = _single_effects(model, image, recon, windows, target_class)
     order = torch.argsort(toward * (single - p0), descending=True)[:max_windows]
-    best = masks_of([corners[int(i)] for i in order], edges, spatial)
+    best = masks_of([corners[int(i)] for i in order], edges, image.shape[2:])
     unions = torch.cummax(best, dim=0).values  # union of the first k windows, k = 1, 2, ...
-    grown = _infilled_probs(model, image, recon, unions, target_class)
+    grown = _probs(model, _infill(image, recon, unions), target_class, _batch_size(image.shape[2:]))
     crossed = torch.nonzero((grown >= threshold) != (p0 >= threshold)).flatten()
     k = int(crossed[0]) if len(crossed) else len(unions) - 1
     return unions[k : k + 1], k + 1, bool(len(crossed))
@@ -311,7 +321,7 @@ def infill_counterfactual(
                 smaller, count, fine_flipped = _grow(model, image, recon, fine, *search)
                 if fine_flipped and float(smaller.sum()) < float(region.sum()):
                     region, windows = smaller, count
-        counterfactual = image * (1 - region) + recon * region
+        counterfactual = _infill(image, recon, region)
         final_prob = float(_probs(model, counterfactual, target_class, 1)[0])
 
     diff = (counterfactual - image)[0]

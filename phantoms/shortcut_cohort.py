@@ -113,43 +113,40 @@ def generate_shortcut_cohort(
     )
     main = generate_cohort(main_cfg, out / "main", progress=progress)
     shifted_n = n_shifted if n_shifted is not None else main["counts"]["test"]
-    shifted_cfg = PhantomConfig(
-        kind=kind,
-        n=shifted_n,
-        seed=seed + _SHIFTED_SEED_OFFSET,
-        size=size,
-        marker_correlation=shifted_correlation,
-        split_fractions=(0.0, 0.0, 1.0),
-        **extra,
-    )
-    shifted = generate_cohort(shifted_cfg, out / "shifted", progress=progress)
-    cohorts = [("main", ""), ("shifted", SHIFTED_PREFIX)]
-    calibration_cfg = None
-    if n_calibration:
-        calibration_cfg = PhantomConfig(
+
+    def held_out(
+        folder: str, count: int, seed_offset: int, agreement: float
+    ) -> tuple[PhantomConfig, dict, list]:
+        """An independent cohort that is all test split: its config, summary and records."""
+        cfg = PhantomConfig(
             kind=kind,
-            n=n_calibration,
-            seed=seed + _CALIBRATION_SEED_OFFSET,
+            n=count,
+            seed=seed + seed_offset,
             size=size,
-            marker_correlation=train_correlation,
+            marker_correlation=agreement,
             split_fractions=(0.0, 0.0, 1.0),
             **extra,
         )
-        generate_cohort(calibration_cfg, out / "calibration", progress=progress)
-        cohorts.append(("calibration", CALIBRATION_PREFIX))
+        summary = generate_cohort(cfg, out / folder, progress=progress)
+        return cfg, summary, json.loads((out / folder / "datalist.json").read_text())["test"]
 
+    shifted_cfg, shifted, shifted_records = held_out(
+        "shifted", shifted_n, _SHIFTED_SEED_OFFSET, shifted_correlation
+    )
     main_list = json.loads((out / "main" / "datalist.json").read_text())
-    shifted_list = json.loads((out / "shifted" / "datalist.json").read_text())
     data: dict[str, Any] = {
         section: [_prefix_paths(r, "main") for r in main_list[section]]
         for section in ("training", "validation", "test")
     }
-    data[SHIFTED_SECTION] = [_prefix_paths(r, "shifted", SHIFTED_PREFIX) for r in shifted_list["test"]]
-    if calibration_cfg is not None:
-        calibration_list = json.loads((out / "calibration" / "datalist.json").read_text())
-        data[CALIBRATION_SECTION] = [
-            _prefix_paths(r, "calibration", CALIBRATION_PREFIX) for r in calibration_list["test"]
-        ]
+    data[SHIFTED_SECTION] = [_prefix_paths(r, "shifted", SHIFTED_PREFIX) for r in shifted_records]
+    cohorts = [("main", ""), ("shifted", SHIFTED_PREFIX)]
+    calibration_cfg = None
+    if n_calibration:
+        calibration_cfg, _, records = held_out(
+            "calibration", n_calibration, _CALIBRATION_SEED_OFFSET, train_correlation
+        )
+        data[CALIBRATION_SECTION] = [_prefix_paths(r, "calibration", CALIBRATION_PREFIX) for r in records]
+        cohorts.append(("calibration", CALIBRATION_PREFIX))
     data["description"] = (
         f"medglass shortcut cohort: {kind} n={n} seed={seed} marker agreement {train_correlation} "
         f"(training/validation/test), shifted test n={shifted_n} with agreement {shifted_correlation}"
