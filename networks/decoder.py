@@ -26,6 +26,12 @@ class LatentDecoder(nn.Module):
     transposed convs (Odena et al., Distill 2016); ``upsample="deconv"`` uses
     MONAI's transposed conv instead.
 
+    With ``subpixel_output=True`` the last stage is a sub-pixel convolution instead
+    (MONAI ``UpSample`` in ``pixelshuffle`` mode: one 3×3 conv at half resolution to
+    ``out_channels × 2**spatial_dims`` channels, ICNR-initialised against checkerboard
+    artefacts, then a pixel shuffle; Shi et al., CVPR 2016): no convolution runs at the
+    image's full resolution, which on a CPU is most of a small decoder's training time.
+
     The output is linear (``output_act="identity"``) by default: inputs are
     expected scaled to about [0, 1] by the transforms, and a linear output neither
     saturates nor clips intensities that fall outside that range (CT windows, MR
@@ -40,6 +46,7 @@ class LatentDecoder(nn.Module):
         convs_per_stage: 3×3 convs after each upsampling.
         upsample: ``"resize"`` or ``"deconv"``.
         output_act: ``"identity"`` or ``"sigmoid"``.
+        subpixel_output: make the last stage a sub-pixel convolution straight to the image.
 
     Raises:
         ValueError: if ``upsample`` or ``output_act`` is unknown.
@@ -60,6 +67,7 @@ class LatentDecoder(nn.Module):
         convs_per_stage: int = 1,
         upsample: str = "resize",
         output_act: str = "identity",
+        subpixel_output: bool = False,
     ) -> None:
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
@@ -72,7 +80,10 @@ class LatentDecoder(nn.Module):
         act = ("relu", {"inplace": True})
         layers: list[nn.Module] = []
         ch = int(channels[0])
-        for nxt in list(channels[1:]) + [channels[-1]]:
+        stages = list(channels[1:]) + [channels[-1]]
+        if subpixel_output:
+            stages = stages[:-1]
+        for nxt in stages:
             if upsample == "resize":
                 layers.append(
                     UpSample(
@@ -91,7 +102,16 @@ class LatentDecoder(nn.Module):
                 out = int(nxt) if i == convs_per_stage - 1 else ch
                 layers.append(Convolution(spatial_dims, ch, out, act=act, norm="batch", bias=False))
             ch = int(nxt)
-        layers.append(Convolution(spatial_dims, ch, out_channels, kernel_size=3, conv_only=True))
+        if subpixel_output:
+            subpixel = UpSample(
+                spatial_dims, ch, out_channels, scale_factor=2, mode="pixelshuffle", apply_pad_pool=False
+            )
+            # MONAI initialises the weights with ICNR (each sub-pixel position sees the same kernel),
+            # but not the bias: zeroed here so that the first output is checkerboard-free too.
+            nn.init.zeros_(subpixel.pixelshuffle.conv_block.bias)
+            layers.append(subpixel)
+        else:
+            layers.append(Convolution(spatial_dims, ch, out_channels, kernel_size=3, conv_only=True))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:

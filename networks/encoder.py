@@ -14,7 +14,12 @@ __all__ = ["ShuffleEncoder"]
 
 
 class ShuffleEncoder(nn.Module):
-    """Stem conv (stride 1) followed by stages of one stride-2 unit and ``depth - 1`` stride-1 units.
+    """Stem conv followed by stages of one stride-2 unit and ``depth - 1`` stride-1 units.
+
+    With ``stem_stride=2`` the stem downsamples instead of the first stage (whose first unit
+    then only changes the channel count): the total stride is the same, ``2 ** len(widths)``,
+    but no convolution runs at full resolution after the stem, which is where most of a
+    small encoder's time goes on a CPU (``bench/bench_units.py``).
 
     Args:
         spatial_dims: 2 or 3.
@@ -23,9 +28,11 @@ class ShuffleEncoder(nn.Module):
         widths: output channels of each stage (even numbers).
         depths: units per stage (>= 1 each).
         unit: ``"shuffle"`` or ``"dense"`` (see :mod:`networks.shuffle_units`).
+        stem_stride: stride of the stem conv, 1 (default) or 2.
 
     Raises:
-        ValueError: if ``widths`` and ``depths`` differ in length or a depth is < 1.
+        ValueError: if ``widths`` and ``depths`` differ in length, a depth is < 1 or
+            ``stem_stride`` is not 1 or 2.
 
     Example:
         >>> enc = ShuffleEncoder(2, 1, 8, (16, 32), (1, 1))
@@ -41,8 +48,11 @@ class ShuffleEncoder(nn.Module):
         widths: Sequence[int],
         depths: Sequence[int],
         unit: str = "dense",
+        stem_stride: int = 1,
     ) -> None:
         super().__init__()
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride!r}")
         if len(widths) != len(depths):
             raise ValueError(
                 f"widths and depths must have the same length, got {len(widths)} and {len(depths)}"
@@ -57,14 +67,16 @@ class ShuffleEncoder(nn.Module):
                 in_channels,
                 stem_channels,
                 kernel_size=3,
+                strides=stem_stride,
                 act=("relu", {"inplace": True}),
                 norm="batch",
                 bias=False,
             )
         ]
         ch = stem_channels
-        for width, depth in zip(widths, depths, strict=True):
-            layers.append(ShuffleDownUnit(spatial_dims, ch, width, unit=unit))
+        for stage, (width, depth) in enumerate(zip(widths, depths, strict=True)):
+            stride = 1 if stage == 0 and stem_stride == 2 else 2
+            layers.append(ShuffleDownUnit(spatial_dims, ch, width, unit=unit, stride=stride))
             layers.extend(ShuffleUnit(spatial_dims, width, unit=unit) for _ in range(depth - 1))
             ch = width
         self.layers = nn.Sequential(*layers)

@@ -10,6 +10,7 @@ exported model.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -74,6 +75,10 @@ class GlassBoxNet(nn.Module):
         classifier_path: ``"pooled"`` (default): the classification loss trains the encoder
             through the pooled branch only (the logits are the same in value); ``"all"``:
             through the flattened branch too, which memorises training images.
+        stem_stride: override the preset's stem stride (1: full-resolution stem, 2: the stem
+            downsamples instead of the first stage); ``None`` keeps the preset's.
+        subpixel_output: override the preset's decoder output stage (``True``: sub-pixel
+            convolution, no full-resolution convs); ``None`` keeps the preset's.
 
     Raises:
         TypeError: if an integer argument is not an int.
@@ -110,6 +115,8 @@ class GlassBoxNet(nn.Module):
         upsample_attention: bool = False,
         latent_pool: str = "attention",
         classifier_path: str = "pooled",
+        stem_stride: int | None = None,
+        subpixel_output: bool | None = None,
     ) -> None:
         super().__init__()
         _check_int("spatial_dims", spatial_dims, 1)
@@ -128,6 +135,12 @@ class GlassBoxNet(nn.Module):
         if classifier_path == "pooled" and latent_pool == "none":
             raise ValueError('classifier_path="pooled" needs a pooled latent branch, got latent_pool="none"')
         preset = get_preset(size)
+        if stem_stride is not None:
+            preset = dataclasses.replace(preset, stem_stride=_check_int("stem_stride", stem_stride, 1))
+        if subpixel_output is not None:
+            if not isinstance(subpixel_output, bool):
+                raise TypeError(f"subpixel_output must be a bool or None, got {subpixel_output!r}")
+            preset = dataclasses.replace(preset, subpixel_output=subpixel_output)
         stride = preset.total_stride
         sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
         if len(sizes) != spatial_dims or not all(isinstance(s, int) and s > 0 for s in sizes):
@@ -155,7 +168,13 @@ class GlassBoxNet(nn.Module):
         self.latent_pool = latent_pool
 
         self.encoder = ShuffleEncoder(
-            spatial_dims, in_channels, preset.stem_channels, preset.widths, preset.depths, unit=unit
+            spatial_dims,
+            in_channels,
+            preset.stem_channels,
+            preset.widths,
+            preset.depths,
+            unit=unit,
+            stem_stride=preset.stem_stride,
         )
         self.attention = SpatialAttention(spatial_dims, self.encoder.out_channels, preset.attention_channels)
         self.latent = GaussianLatent(
@@ -176,6 +195,7 @@ class GlassBoxNet(nn.Module):
             convs_per_stage=preset.decoder_convs,
             upsample=upsample,
             output_act=output_act,
+            subpixel_output=preset.subpixel_output,
         )
         self.head = make_head(head, latent_dim, num_classes, hidden=preset.mlp_hidden)
 

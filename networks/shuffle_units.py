@@ -184,27 +184,39 @@ class ShuffleUnit(nn.Module):
 class ShuffleDownUnit(nn.Module):
     """Stride-2 unit: two strided branches on the whole input, concatenated and shuffled.
 
+    With ``stride=1`` the same unit only changes the channel count (the first unit of an
+    encoder whose stem already downsampled).
+
     Args:
         spatial_dims: 2 or 3.
         in_channels: input channels.
         out_channels: output channels (even); each branch yields half of them.
         unit: ``"shuffle"`` or ``"dense"`` branches (see the module docstring).
+        stride: stride of both branches' 3×3 convs, 2 (default) or 1.
 
     Raises:
-        ValueError: if ``out_channels`` is odd or ``unit`` is unknown.
+        ValueError: if ``out_channels`` is odd, ``stride`` is not 1 or 2, or ``unit`` is unknown.
 
     Example:
         >>> ShuffleDownUnit(2, 8, 16)(torch.zeros(1, 8, 16, 16)).shape
         torch.Size([1, 16, 8, 8])
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, out_channels: int, unit: str = "dense") -> None:
+    def __init__(
+        self, spatial_dims: int, in_channels: int, out_channels: int, unit: str = "dense", stride: int = 2
+    ) -> None:
         super().__init__()
         if out_channels % 2:
             raise ValueError(f"out_channels must be even, got {out_channels}")
+        if stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {stride!r}")
         half = out_channels // 2
-        self.left = make_branch(spatial_dims, in_channels, half, stride=2, unit=unit, pre_pointwise=False)
-        self.right = make_branch(spatial_dims, in_channels, half, stride=2, unit=unit, pre_pointwise=True)
+        self.left = make_branch(
+            spatial_dims, in_channels, half, stride=stride, unit=unit, pre_pointwise=False
+        )
+        self.right = make_branch(
+            spatial_dims, in_channels, half, stride=stride, unit=unit, pre_pointwise=True
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return channel_shuffle(torch.cat([self.left(x), self.right(x)], dim=1), 2)

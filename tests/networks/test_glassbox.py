@@ -6,6 +6,7 @@ import io
 
 import pytest
 import torch
+from monai.networks.blocks import SubpixelUpsample
 
 from networks import GlassBoxNet
 from transforms.keys import Keys
@@ -219,8 +220,24 @@ def test_input_validation_messages(tiny2d):
         ({"head": "tree"}, ValueError, r"head must be one of \('linear', 'mlp'\), got 'tree'"),
         ({"unit": "conv"}, ValueError, r"unit must be one of \('shuffle', 'dense'\), got 'conv'"),
         ({"output_act": "tanh"}, ValueError, r"output_act must be one of"),
+        ({"stem_stride": 3}, ValueError, r"stem_stride must be 1 or 2, got 3"),
+        ({"subpixel_output": 1}, TypeError, r"subpixel_output must be a bool or None, got 1"),
     ],
 )
 def test_constructor_validation(kwargs, error, pattern):
     with pytest.raises(error, match=pattern):
         GlassBoxNet(**kwargs)
+
+
+def test_layout_overrides_change_where_the_convolutions_run():
+    """The preset's stem stride and decoder output stage can be overridden; shapes stay the same."""
+    x = torch.rand(2, 1, 32, 32)
+    full = GlassBoxNet(img_size=(32, 32), stem_stride=1, subpixel_output=False).eval()
+    fast = GlassBoxNet(img_size=(32, 32), stem_stride=2, subpixel_output=True).eval()
+    for net in (full, fast):
+        out = net(x)
+        assert out["recon"].shape == x.shape and out["attention"].shape == (2, 1, 4, 4)
+    assert full.encoder.layers[0].conv.stride == (1, 1)
+    assert fast.encoder.layers[0].conv.stride == (2, 2)
+    assert not any(isinstance(m, SubpixelUpsample) for m in full.decoder.modules())
+    assert sum(isinstance(m, SubpixelUpsample) for m in fast.decoder.modules()) == 1

@@ -57,3 +57,39 @@ def test_encoder_stride_and_channels():
     enc = ShuffleEncoder(3, 1, 8, (16, 32, 64), (1, 2, 1))
     assert enc.total_stride == 8
     assert enc(torch.rand(1, 1, 16, 16, 16)).shape == (1, 64, 2, 2, 2)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_strided_stem_takes_over_the_first_stages_downsampling(spatial_dims):
+    full = ShuffleEncoder(spatial_dims, 1, 8, (16, 32), (1, 1))
+    strided = ShuffleEncoder(spatial_dims, 1, 8, (16, 32), (1, 1), stem_stride=2)
+    x = torch.rand(1, 1, *([16] * spatial_dims))
+    assert strided.total_stride == full.total_stride == 4
+    assert strided(x).shape == full(x).shape == (1, 32, *([4] * spatial_dims))
+    # the stem runs at half resolution and the first unit keeps it
+    stem_out = strided.layers[0](x)
+    assert stem_out.shape[2:] == (8,) * spatial_dims
+    assert strided.layers[1](stem_out).shape == (1, 16, *([8] * spatial_dims))
+    # same weights, one stride moved: equally many parameters
+    assert sum(p.numel() for p in strided.parameters()) == sum(p.numel() for p in full.parameters())
+
+
+def test_strided_stem_output_cell_is_centred_on_twice_its_index():
+    """A 'same'-padded stride-2 stem centres output cell i on input pixel 2i (what attention maps assume)."""
+    enc = ShuffleEncoder(2, 1, 4, (8,), (1,), stem_stride=2)
+    stem_conv = enc.layers[0].conv
+    x = torch.zeros(1, 1, 16, 16, requires_grad=True)
+    with torch.no_grad():
+        stem_conv.weight.fill_(1.0)
+    stem_conv(x)[0, :, 3, 5].sum().backward()
+    rows, cols = torch.nonzero(x.grad[0, 0]).unbind(1)
+    assert rows.float().mean().item() == pytest.approx(6.0)
+    assert cols.float().mean().item() == pytest.approx(10.0)
+
+
+def test_down_unit_and_stem_stride_validation():
+    with pytest.raises(ValueError, match=r"stride must be 1 or 2, got 3"):
+        ShuffleDownUnit(2, 8, 16, stride=3)
+    with pytest.raises(ValueError, match=r"stem_stride must be 1 or 2, got 4"):
+        ShuffleEncoder(2, 1, 8, (16,), (1,), stem_stride=4)
+    assert ShuffleDownUnit(2, 8, 16, stride=1)(torch.rand(1, 8, 6, 6)).shape == (1, 16, 6, 6)
