@@ -69,17 +69,35 @@ def _steps(model: GlassBoxNet, batch: int, img: int) -> dict[str, Callable[[], N
     return {"img_s": full_step, "enc_img_s": encoder_step}
 
 
-def bench_size(size: str, units: list[str], batch: int, iters: int, img: int) -> dict[str, dict[str, float]]:
-    """Measure every unit type at one size preset; returns params, MACs and images/s per unit.
+LAYOUTS = {"full": (1, False), "subpixel": (1, True), "strided": (2, True)}
+"""Where the convolutions run: ``full`` — a full-resolution stem and decoder output stage;
+``subpixel`` — a sub-pixel decoder output (``GlassBoxNet(subpixel_output=True)``), so the
+decoder runs no convolution at full resolution; ``strided`` — that and a stride-2 stem
+(``stem_stride=2``), so nothing but the stem's conv reads full-resolution tensors."""
 
-    The units' steps are timed in alternation and the fastest of ``iters`` steps is kept: the
-    machine is shared, and alternation plus best-of expose both units to the same interference.
+
+def bench_size(
+    size: str, units: list[str], batch: int, iters: int, img: int, layouts: tuple[str, ...] = ("full",)
+) -> dict[str, dict[str, float]]:
+    """Measure every unit type × layout at one size preset; params, MACs and images/s per ``unit/layout``.
+
+    The variants' steps are timed in alternation and the fastest of ``iters`` steps is kept: the
+    machine is shared, and alternation plus best-of expose every variant to the same interference.
     """
     results: dict[str, dict[str, float]] = {}
     steps: dict[str, dict[str, Callable[[], None]]] = {}
-    for unit in units:
+    for unit, layout in [(u, lay) for lay in layouts for u in units]:
+        stem_stride, subpixel = LAYOUTS[layout]
         torch.manual_seed(0)
-        model = GlassBoxNet(spatial_dims=2, img_size=(img, img), size=size, unit=unit).train()
+        model = GlassBoxNet(
+            spatial_dims=2,
+            img_size=(img, img),
+            size=size,
+            unit=unit,
+            stem_stride=stem_stride,
+            subpixel_output=subpixel,
+        ).train()
+        unit = f"{unit}/{layout}"
         macs, per_module = count_macs(model, (1, 1, img, img))
         results[unit] = {
             "params": count_parameters(model)[0],
@@ -104,7 +122,8 @@ def bench_size(size: str, units: list[str], batch: int, iters: int, img: int) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "small", "base"])
-    parser.add_argument("--units", nargs="+", default=list(UNIT_TYPES))
+    parser.add_argument("--units", nargs="+", default=list(UNIT_TYPES), choices=UNIT_TYPES)
+    parser.add_argument("--layouts", nargs="+", default=list(LAYOUTS), choices=list(LAYOUTS))
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--iters", type=int, default=3)
@@ -113,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"torch {torch.__version__}, batch {args.batch}, {args.img}x{args.img}, forward+backward")
     header = (
-        f"{'thr':>3} {'size':<6}{'unit':<8}{'params':>10}{'enc params':>11}{'MMACs':>8}{'enc MMACs':>10}"
+        f"{'thr':>3} {'size':<6}{'unit/layout':<16}{'params':>10}{'enc params':>11}{'MMACs':>8}{'enc MMACs':>10}"
         f"{'img/s':>8}{'enc img/s':>10}"
     )
     print(header)
@@ -121,9 +140,11 @@ def main(argv: list[str] | None = None) -> None:
     for threads in args.threads:
         torch.set_num_threads(threads)
         for size in args.sizes:
-            for unit, r in bench_size(size, args.units, args.batch, args.iters, args.img).items():
+            for unit, r in bench_size(
+                size, args.units, args.batch, args.iters, args.img, tuple(args.layouts)
+            ).items():
                 print(
-                    f"{threads:>3} {size:<6}{unit:<8}{r['params']:>10,}{r['enc_params']:>11,}"
+                    f"{threads:>3} {size:<6}{unit:<16}{r['params']:>10,}{r['enc_params']:>11,}"
                     f"{r['macs'] / 1e6:>8.1f}{r['enc_macs'] / 1e6:>10.1f}{r['img_s']:>8.1f}{r['enc_img_s']:>10.1f}",
                     flush=True,
                 )

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from monai.utils import convert_to_tensor
 
 from transforms.keys import Keys
 
@@ -33,6 +34,17 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     if isinstance(network, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
         return network.module
     return network
+
+
+def _plain(data: Any) -> torch.Tensor:
+    """``data`` as a plain ``torch.Tensor``: a MONAI ``MetaTensor`` batch loses its metadata here.
+
+    The network needs none of it, and every op on a ``MetaTensor`` goes through its
+    ``__torch_function__`` (copying metadata onto each result, in the backward pass too):
+    measured on ``tiny`` (batch 32, 64×64, one thread) that made a training step 1.2–1.3×
+    slower than the same step on plain tensors.
+    """
+    return convert_to_tensor(data, track_meta=False)
 
 
 def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -59,11 +71,11 @@ class _Step:
         self, engine: Any, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         device = engine.state.device
-        image = torch.as_tensor(batch[Keys.IMAGE.value]).to(device).float()
-        target = torch.as_tensor(batch.get(TARGET_KEY, batch[Keys.IMAGE.value])).to(device).float()
+        image = _plain(batch[Keys.IMAGE.value]).to(device).float()
+        target = _plain(batch.get(TARGET_KEY, batch[Keys.IMAGE.value])).to(device).float()
         labels = None
         if Keys.LABEL.value in batch:
-            labels = torch.as_tensor(batch[Keys.LABEL.value]).to(device).long().reshape(-1)
+            labels = _plain(batch[Keys.LABEL.value]).to(device).long().reshape(-1)
         return image, target, labels
 
     def _forward(
