@@ -79,6 +79,15 @@ class GlassBoxNet(nn.Module):
             downsamples instead of the first stage); ``None`` keeps the preset's.
         subpixel_output: override the preset's decoder output stage (``True``: sub-pixel
             convolution, no full-resolution convs); ``None`` keeps the preset's.
+        pooled_logits: take the linear head's weight rows out of the flattened branch's share of
+            ``mu``, so that ``mu`` along them — and so the logits — come from the pooled branch
+            alone, while ``classify(mu)`` stays the head applied to ``mu`` (``None``, the default:
+            on whenever the head is linear, there is a pooled branch and ``num_classes <
+            latent_dim``). Why: the flattened branch is trained by reconstruction only and varies
+            a lot from image to image; read by the head it is noise in the logits, and in 2 of 3
+            training seeds of the benchmark the classifier never left chance (train CE stayed at
+            ln 2). With the rows taken out, the same seeds learnt. The decoder keeps the
+            flattened branch in the other ``latent_dim - num_classes`` directions.
 
     Raises:
         TypeError: if an integer argument is not an int.
@@ -92,7 +101,7 @@ class GlassBoxNet(nn.Module):
     """
 
     # Output keys as TorchScript constants (a script module cannot read ``Keys`` itself).
-    __constants__ = ["key_recon", "key_mu", "key_logvar", "key_logits", "key_attention"]
+    __constants__ = ["key_recon", "key_mu", "key_logvar", "key_logits", "key_attention", "pooled_logits"]
     key_recon = Keys.RECON.value
     key_mu = Keys.MU.value
     key_logvar = Keys.LOGVAR.value
@@ -117,6 +126,7 @@ class GlassBoxNet(nn.Module):
         classifier_path: str = "pooled",
         stem_stride: int | None = None,
         subpixel_output: bool | None = None,
+        pooled_logits: bool | None = None,
     ) -> None:
         super().__init__()
         _check_int("spatial_dims", spatial_dims, 1)
@@ -153,6 +163,18 @@ class GlassBoxNet(nn.Module):
                 "(the encoder's total stride)"
             )
         feature_size = [s // stride for s in sizes]
+        can_protect = head == "linear" and latent_pool != "none" and num_classes < latent_dim
+        if pooled_logits is None:
+            pooled_logits = can_protect
+        elif not isinstance(pooled_logits, bool):
+            raise TypeError(f"pooled_logits must be a bool or None, got {pooled_logits!r}")
+        elif pooled_logits and not can_protect:
+            raise ValueError(
+                "pooled_logits=True needs head='linear', a pooled branch (latent_pool != 'none') and "
+                f"num_classes < latent_dim, got head={head!r}, latent_pool={latent_pool!r}, "
+                f"num_classes={num_classes}, latent_dim={latent_dim}"
+            )
+        self.pooled_logits = pooled_logits
 
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
@@ -252,13 +274,23 @@ class GlassBoxNet(nn.Module):
         self.check_input(x)
         features = self.encoder(x)
         attention = self.attention(features)
+        protected = self._head_basis()
         if self.latent_pool == "attention":
-            mu, logvar, mu_cls = self.latent(features, attention)
+            mu, logvar, mu_cls = self.latent(features, attention, protected)
         else:
-            mu, logvar, mu_cls = self.latent(features * attention)
+            mu, logvar, mu_cls = self.latent(features * attention, None, protected)
         if self.upsample_attention:
             attention = upsample_attention(attention, self.img_size)
         return mu, logvar, mu_cls, attention
+
+    def _head_basis(self) -> torch.Tensor | None:
+        """Orthonormal columns spanning the linear head's weight rows (``pooled_logits``), else ``None``.
+
+        Detached: reconstruction must not move the head through this projection.
+        """
+        if self.pooled_logits:
+            return torch.linalg.qr(self.head.weight.detach().t())[0]
+        return None
 
     @torch.jit.export
     def reparameterize(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -325,9 +357,10 @@ class GlassBoxNet(nn.Module):
         self.check_input(x)
         features = self.encoder(x)
         attention = self.attention(features)
+        protected = self._head_basis()
         if self.latent_pool == "attention":
-            return self.latent.position_contributions(features, direction, attention)
-        return self.latent.position_contributions(features * attention, direction)
+            return self.latent.position_contributions(features, direction, attention, protected)
+        return self.latent.position_contributions(features * attention, direction, None, protected)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the whole network.

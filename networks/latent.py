@@ -9,7 +9,7 @@ import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
-__all__ = ["GaussianLatent", "reparameterize", "POOL_MODES", "CLASSIFIER_PATHS"]
+__all__ = ["GaussianLatent", "reparameterize", "remove_directions", "POOL_MODES", "CLASSIFIER_PATHS"]
 
 
 POOL_MODES = ("attention", "mean", "max", "none")
@@ -102,7 +102,10 @@ class GaussianLatent(nn.Module):
         self.fc_attention_pool = nn.Linear(in_channels, 2 * latent_dim) if pool == "attention" else None
 
     def forward(
-        self, features: torch.Tensor, attention: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        attention: torch.Tensor | None = None,
+        protected: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mu, logvar, mu_for_classifier)``, each ``(batch, latent_dim)``.
 
@@ -115,12 +118,17 @@ class GaussianLatent(nn.Module):
                 poolings, as they are for ``"attention"``.
             attention: the ``(batch, 1, *feature_size)`` map in [0, 1]; required by
                 ``pool="attention"``, ignored otherwise.
+            protected: ``(latent_dim, r)`` orthonormal columns spanning latent directions the
+                flattened branch must not move (:func:`remove_directions`): ``mu`` along them
+                comes from the pooled branch alone. ``None``: no constraint.
 
         Raises:
             ValueError: ``pool="attention"`` without an attention map.
         """
         flat = self.fc(torch.flatten(self.reduce(features), 1))
         n = self.latent_dim
+        if protected is not None:
+            flat = torch.cat([remove_directions(flat[:, :n], protected), flat[:, n:]], dim=1)
         if self.fc_attention_pool is not None:
             if attention is None:
                 raise ValueError('pool="attention" needs the attention map, got attention=None')
@@ -142,7 +150,11 @@ class GaussianLatent(nn.Module):
         return mu, stats[:, n:], mu
 
     def position_contributions(
-        self, features: torch.Tensor, direction: torch.Tensor, attention: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        direction: torch.Tensor,
+        attention: torch.Tensor | None = None,
+        protected: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Split ``direction · mu`` exactly over the feature positions, ``(batch, 1, *feature_size)``.
 
@@ -156,6 +168,8 @@ class GaussianLatent(nn.Module):
             features: the features :meth:`forward` takes, ``(batch, channels, *feature_size)``.
             direction: ``(latent_dim,)`` weights on ``mu``, e.g. a row of a linear head.
             attention: the attention map; required by ``pool="attention"``, ignored otherwise.
+            protected: the directions :meth:`forward` took out of the flattened branch (the
+                same ``protected``), so that the split matches that ``mu``.
 
         Returns:
             The per-position shares ``(batch, 1, *feature_size)``.
@@ -176,7 +190,9 @@ class GaussianLatent(nn.Module):
         if direction.shape != (n,):
             raise ValueError(f"direction: expected shape ({n},), got {tuple(direction.shape)}")
         reduced = self.reduce(features)
-        flat_weights = (direction @ self.fc.weight[:n]).view(reduced.shape[1:])
+        # the projection is symmetric: direction · P(flat) = P(direction) · flat
+        flat_direction = direction if protected is None else remove_directions(direction, protected)
+        flat_weights = (flat_direction @ self.fc.weight[:n]).view(reduced.shape[1:])
         shares = (reduced * flat_weights).sum(dim=1, keepdim=True)
         pool_layer = self.fc_attention_pool if self.fc_attention_pool is not None else self.fc_pool
         if pool_layer is None:
@@ -195,6 +211,23 @@ class GaussianLatent(nn.Module):
         channel_weights = (direction @ pool_layer.weight[:n]).view(1, -1, 1)
         credited = (winner * flat_features * channel_weights).sum(dim=1, keepdim=True)
         return shares + credited.view_as(shares)
+
+
+def remove_directions(vectors: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Project ``vectors`` onto the orthogonal complement of ``basis``'s columns: ``v - B Bᵀ v``.
+
+    Args:
+        vectors: ``(..., d)`` row vectors.
+        basis: ``(d, r)`` orthonormal columns.
+
+    Returns:
+        ``vectors`` without their components along the columns of ``basis``, same shape.
+
+    Example:
+        >>> remove_directions(torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0], [0.0]])).tolist()
+        [[0.0, 4.0]]
+    """
+    return vectors - (vectors @ basis) @ basis.t()
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -172,7 +172,7 @@ def test_attention_in_unit_interval_and_gates_features():
             handle.remove()
         assert not torch.allclose(gated_off[Keys.LOGITS], out[Keys.LOGITS])
         # with a zero map the latent sees all-zero features, whatever the image
-        mu_zero = tiny2d.latent(torch.zeros(2, 128, 8, 8))[0]
+        mu_zero = tiny2d.latent(torch.zeros(2, 128, 8, 8), None, tiny2d._head_basis())[0]
         assert torch.allclose(gated_off[Keys.MU], mu_zero, atol=1e-6)
 
 

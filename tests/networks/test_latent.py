@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from networks.glassbox import GlassBoxNet
-from networks.latent import GaussianLatent, reparameterize
+from networks.latent import GaussianLatent, remove_directions, reparameterize
 
 
 @pytest.mark.parametrize("pool", ["mean", "max"])
@@ -140,6 +140,7 @@ def test_glassbox_attention_pool_reads_ungated_features_for_the_decoder() -> Non
             mu = net(x)["mu"]
             features = net.encoder(x)
             flat = net.latent.fc(torch.flatten(net.latent.reduce(features), 1))[:, :4]
+            flat = remove_directions(flat, net._head_basis())  # pooled_logits (the default)
     finally:
         handle.remove()
     # a zero map removes the pooled branch only: the flattened branch still sees the image
@@ -195,3 +196,45 @@ def test_position_contributions_name_a_bad_direction_and_a_missing_attention_map
         layer.position_contributions(torch.zeros(1, 6, 4, 4), torch.zeros(4), torch.ones(1, 1, 4, 4))
     with pytest.raises(ValueError, match=r'pool="attention" needs the attention map'):
         layer.position_contributions(torch.zeros(1, 6, 4, 4), torch.zeros(5))
+
+
+@pytest.mark.parametrize("pool", ["attention", "mean"])
+def test_pooled_logits_come_from_the_pooled_branch_alone(pool: str) -> None:
+    """With ``pooled_logits`` the flattened branch cannot move the logits; ``classify(mu)`` still gives them."""
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 32, 32)
+    net = GlassBoxNet(img_size=(32, 32), latent_dim=6, num_classes=3, latent_pool=pool).eval()
+    plain = GlassBoxNet(img_size=(32, 32), latent_dim=6, num_classes=3, latent_pool=pool, pooled_logits=False)
+    plain.load_state_dict(net.state_dict())  # same weights, no projection
+    plain.eval()
+    assert net.pooled_logits and not plain.pooled_logits
+    with torch.no_grad():
+        out, ref = net(x), plain(x)
+        torch.testing.assert_close(out["logits"], net.classify(out["mu"]))
+        with torch.no_grad():
+            net.latent.fc.weight.mul_(5.0).add_(torch.randn_like(net.latent.fc.weight))
+            net.latent.fc.bias.add_(1.0)
+            plain.latent.fc.weight.copy_(net.latent.fc.weight)
+            plain.latent.fc.bias.copy_(net.latent.fc.bias)
+        moved, moved_ref = net(x), plain(x)
+    # the flattened branch changed: mu changes, the logits do not (without the projection they do)
+    assert not torch.allclose(moved["mu"], out["mu"])
+    torch.testing.assert_close(moved["logits"], out["logits"])
+    assert not torch.allclose(moved_ref["logits"], ref["logits"], atol=1e-3)
+    # the per-position split still sums to the margin less a constant (see position_contributions)
+    with torch.no_grad():
+        shares = net.position_contributions(x, target_class=2).flatten(1).sum(1)
+        margin = moved["logits"][:, 2] - (moved["logits"].sum(1) - moved["logits"][:, 2]) / 2
+        offset = margin - shares
+    torch.testing.assert_close(offset, offset[:1].expand_as(offset))
+
+
+def test_pooled_logits_validation() -> None:
+    with pytest.raises(ValueError, match=r"pooled_logits=True needs head='linear'.*head='mlp'"):
+        GlassBoxNet(img_size=(32, 32), head="mlp", pooled_logits=True)
+    with pytest.raises(ValueError, match=r"num_classes=4, latent_dim=4"):
+        GlassBoxNet(img_size=(32, 32), latent_dim=4, num_classes=4, pooled_logits=True)
+    with pytest.raises(TypeError, match=r"pooled_logits must be a bool or None, got 'yes'"):
+        GlassBoxNet(img_size=(32, 32), pooled_logits="yes")
+    assert not GlassBoxNet(img_size=(32, 32), head="mlp").pooled_logits  # default: on only where it can be
+    assert not GlassBoxNet(img_size=(32, 32), latent_pool="none", classifier_path="all").pooled_logits
