@@ -48,6 +48,13 @@ class GaussianLatent(nn.Module):
     (:meth:`position_contributions`) in 0.60.
     Figures: ``bundles/glassbox_classification/docs/README.md``.
 
+    Even so the flattened branch's share of ``mu`` reaches the logits *in value*: trained by
+    reconstruction alone, it varies from image to image in every latent direction, the head
+    reads that as noise, and the classifier of a failing seed stayed at train CE ln 2 for all 8
+    epochs. ``protected`` (``GlassBoxNet(pooled_logits=True)``, the default) takes the head's
+    weight rows out of the flattened branch, so the logits come from the pooled branch alone;
+    the seeds that had not learnt then did (figures in ``GlassBoxNet``'s docstring).
+
     Args:
         spatial_dims: 2 or 3.
         in_channels: channels of the gated features.
