@@ -288,10 +288,14 @@ class GlassBoxNet(nn.Module):
     def _head_basis(self) -> torch.Tensor | None:
         """Orthonormal columns spanning the linear head's weight rows (``pooled_logits``), else ``None``.
 
-        Detached: reconstruction must not move the head through this projection.
+        Detached: reconstruction must not move the head through this projection. Rows that
+        depend on the others (e.g. the two opposite rows of a 2-class head that reads one
+        latent) add no column, so exactly the head's row space is taken out.
         """
         if self.pooled_logits:
-            return torch.linalg.qr(self.head.weight.detach().t())[0]
+            q, r = torch.linalg.qr(self.head.weight.detach().t())
+            scale = r.diagonal().abs()
+            return q[:, scale > 1e-6 * scale.max().clamp_min(1e-12)]
         return None
 
     @torch.jit.export

@@ -238,3 +238,19 @@ def test_pooled_logits_validation() -> None:
         GlassBoxNet(img_size=(32, 32), pooled_logits="yes")
     assert not GlassBoxNet(img_size=(32, 32), head="mlp").pooled_logits  # default: on only where it can be
     assert not GlassBoxNet(img_size=(32, 32), latent_pool="none", classifier_path="all").pooled_logits
+
+
+def test_head_basis_spans_exactly_the_head_rows() -> None:
+    net = GlassBoxNet(img_size=(32, 32), latent_dim=5)
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.weight[0, 2], net.head.weight[1, 2] = -3.0, 3.0  # opposite rows: rank 1
+    basis = net._head_basis()
+    assert basis.shape == (5, 1)
+    torch.testing.assert_close(basis.abs().flatten(), torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0]))
+    with torch.no_grad():
+        net.head.weight.zero_()
+    assert net._head_basis().shape == (5, 0)  # a zero head takes nothing out
+    scripted = torch.jit.script(net.eval())
+    x = torch.rand(2, 1, 32, 32)
+    torch.testing.assert_close(scripted(x)["mu"], net(x)["mu"])

@@ -41,11 +41,15 @@ def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from evaluation.latent_codes import load_model_input
 
     with torch.no_grad():
+        # the head reads SHORTCUT_DIM alone; set before encoding: with pooled_logits (the default)
+        # mu depends on the head's row space, not on the scale set below
+        net.head.weight.zero_()
+        net.head.weight[1, SHORTCUT_DIM] = 1.0
+        net.head.weight[0, SHORTCUT_DIM] = -1.0
         mus = torch.cat(
             [net.encode(load_model_input(root / "cohort" / r["image"], (32, 32))[0])["mu"] for r in records]
         )
         median = float(mus[:, SHORTCUT_DIM].median())
-        net.head.weight.zero_()
         scale = 4.0 / float(mus[:, SHORTCUT_DIM].std())
         net.head.weight[1, SHORTCUT_DIM] = scale
         net.head.weight[0, SHORTCUT_DIM] = -scale
