@@ -59,9 +59,9 @@ more images/s, with the strided stem as well 1.86x / 1.70x. Accuracy decides the
 and it went the other way: ``bench/bench_training.py`` cohort, ``tiny``, 8 epochs, training
 seeds 0 / 1 / 2 (with ``pooled_logits``): ``full`` test AUC 0.881 / 0.846 / 0.901,
 ``subpixel`` 0.792 / 0.840 / 0.888, ``strided`` 0.481 / 0.889 / 0.840 (seed 0 never left
-chance). The small, faint lesions are picked up later, or not at all, without the
-full-resolution stem and decoder stage, so every preset keeps the ``full`` layout; the
-others stay available (``GlassBoxNet(stem_stride=2, subpixel_output=True)``) for data
+chance). Three seeds cannot separate small differences, but a faster layout that learns
+the small, faint lesions later (``subpixel`` seed 0) or not at all (``strided`` seed 0) is
+no gain, so every preset keeps the ``full`` layout; the others stay available (``GlassBoxNet(stem_stride=2, subpixel_output=True)``) for data
 whose findings are larger than a few pixels.
 """
 
