@@ -18,8 +18,8 @@ class ShuffleEncoder(nn.Module):
 
     With ``stem_stride=2`` the stem downsamples instead of the first stage (whose first unit
     then only changes the channel count): the total stride is the same, ``2 ** len(widths)``,
-    but no convolution runs at full resolution after the stem, which is where most of a
-    small encoder's time goes on a CPU (``bench/bench_units.py``).
+    but no convolution runs at full resolution after the stem (``tiny``'s encoder alone trains
+    1.3x faster on a CPU; ``bench/bench_units.py``).
 
     Args:
         spatial_dims: 2 or 3.
