@@ -10,7 +10,6 @@ exported model.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import torch
@@ -75,10 +74,10 @@ class GlassBoxNet(nn.Module):
         classifier_path: ``"pooled"`` (default): the classification loss trains the encoder
             through the pooled branch only (the logits are the same in value); ``"all"``:
             through the flattened branch too, which memorises training images.
-        stem_stride: override the preset's stem stride (1: full-resolution stem, 2: the stem
-            downsamples instead of the first stage); ``None`` keeps the preset's.
-        subpixel_output: override the preset's decoder output stage (``True``: sub-pixel
-            convolution, no full-resolution convs); ``None`` keeps the preset's.
+        stem_stride: 1 (default): full-resolution stem; 2: the stem downsamples instead of the
+            first stage (same total stride; see ``bench/bench_units.py`` for speed and accuracy).
+        subpixel_output: the decoder's last stage is a sub-pixel convolution (no
+            full-resolution convs); ``False`` by default.
         pooled_logits: take the linear head's weight rows out of the flattened branch's share of
             ``mu``, so that ``mu`` along them — and so the logits — come from the pooled branch
             alone, while ``classify(mu)`` stays the head applied to ``mu`` (``None``, the default:
@@ -126,8 +125,8 @@ class GlassBoxNet(nn.Module):
         upsample_attention: bool = False,
         latent_pool: str = "attention",
         classifier_path: str = "pooled",
-        stem_stride: int | None = None,
-        subpixel_output: bool | None = None,
+        stem_stride: int = 1,
+        subpixel_output: bool = False,
         pooled_logits: bool | None = None,
     ) -> None:
         super().__init__()
@@ -147,12 +146,9 @@ class GlassBoxNet(nn.Module):
         if classifier_path == "pooled" and latent_pool == "none":
             raise ValueError('classifier_path="pooled" needs a pooled latent branch, got latent_pool="none"')
         preset = get_preset(size)
-        if stem_stride is not None:
-            preset = dataclasses.replace(preset, stem_stride=_check_int("stem_stride", stem_stride, 1))
-        if subpixel_output is not None:
-            if not isinstance(subpixel_output, bool):
-                raise TypeError(f"subpixel_output must be a bool or None, got {subpixel_output!r}")
-            preset = dataclasses.replace(preset, subpixel_output=subpixel_output)
+        _check_int("stem_stride", stem_stride, 1)  # 1 or 2: checked by the encoder
+        if not isinstance(subpixel_output, bool):
+            raise TypeError(f"subpixel_output must be a bool, got {subpixel_output!r}")
         stride = preset.total_stride
         sizes = [img_size] * spatial_dims if isinstance(img_size, int) else list(img_size)
         if len(sizes) != spatial_dims or not all(isinstance(s, int) and s > 0 for s in sizes):
@@ -198,7 +194,7 @@ class GlassBoxNet(nn.Module):
             preset.widths,
             preset.depths,
             unit=unit,
-            stem_stride=preset.stem_stride,
+            stem_stride=stem_stride,
         )
         self.attention = SpatialAttention(spatial_dims, self.encoder.out_channels, preset.attention_channels)
         self.latent = GaussianLatent(
@@ -219,7 +215,7 @@ class GlassBoxNet(nn.Module):
             convs_per_stage=preset.decoder_convs,
             upsample=upsample,
             output_act=output_act,
-            subpixel_output=preset.subpixel_output,
+            subpixel_output=subpixel_output,
         )
         self.head = make_head(head, latent_dim, num_classes, hidden=preset.mlp_hidden)
 

@@ -26,10 +26,6 @@ class NetPreset:
         decoder_convs: 3×3 convs per decoder stage after each upsampling.
         attention_channels: hidden channels of the spatial attention branch.
         mlp_hidden: hidden width of the optional MLP classifier head.
-        stem_stride: 2 makes the stem downsample instead of the first stage (same total stride,
-            no convolution at full resolution after the stem); 1 keeps a full-resolution stem.
-        subpixel_output: the decoder's last stage is a sub-pixel convolution straight to the
-            image (no full-resolution convolutions); see :class:`~networks.decoder.LatentDecoder`.
     """
 
     stem_channels: int
@@ -40,8 +36,6 @@ class NetPreset:
     decoder_convs: int
     attention_channels: int
     mlp_hidden: int
-    stem_stride: int = 1
-    subpixel_output: bool = False
 
     @property
     def total_stride(self) -> int:

@@ -221,7 +221,7 @@ def test_input_validation_messages(tiny2d):
         ({"unit": "conv"}, ValueError, r"unit must be one of \('shuffle', 'dense'\), got 'conv'"),
         ({"output_act": "tanh"}, ValueError, r"output_act must be one of"),
         ({"stem_stride": 3}, ValueError, r"stem_stride must be 1 or 2, got 3"),
-        ({"subpixel_output": 1}, TypeError, r"subpixel_output must be a bool or None, got 1"),
+        ({"subpixel_output": 1}, TypeError, r"subpixel_output must be a bool, got 1"),
     ],
 )
 def test_constructor_validation(kwargs, error, pattern):
@@ -229,8 +229,8 @@ def test_constructor_validation(kwargs, error, pattern):
         GlassBoxNet(**kwargs)
 
 
-def test_layout_overrides_change_where_the_convolutions_run():
-    """The preset's stem stride and decoder output stage can be overridden; shapes stay the same."""
+def test_layout_options_change_where_the_convolutions_run():
+    """The stem stride and decoder output stage move where the convolutions run; shapes stay the same."""
     x = torch.rand(2, 1, 32, 32)
     full = GlassBoxNet(img_size=(32, 32), stem_stride=1, subpixel_output=False).eval()
     fast = GlassBoxNet(img_size=(32, 32), stem_stride=2, subpixel_output=True).eval()
