@@ -102,6 +102,8 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
         extra["cache_rate"] = args.cache_rate
     if args.latent_pool is not None:
         extra["latent_pool"] = args.latent_pool
+    if args.pooled_logits is not None:
+        extra["pooled_logits"] = args.pooled_logits
     if mode == "classify":
         extra |= {
             "label_fraction": args.label_fraction,
@@ -201,6 +203,13 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
         default=None,
         help="how the classifier reads the encoder features (default: TrainConfig's, attention: "
         "weighted by the attention map)",
+    )
+    parser.add_argument(
+        "--pooled-logits",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="logits from the pooled (attention) branch alone (default: on whenever the network allows; "
+        "--no-pooled-logits: both latent branches feed the logits)",
     )
     parser.add_argument(
         "--spatial-size",

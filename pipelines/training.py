@@ -99,6 +99,7 @@ def build_network(config: TrainConfig) -> GlassBoxNet:
         size=config.size,
         latent_dim=config.latent_dim,
         latent_pool=config.latent_pool,
+        pooled_logits=config.pooled_logits,
     )
 
 

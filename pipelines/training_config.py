@@ -90,6 +90,11 @@ class TrainConfig:
             ``"attention"`` (default) averages them weighted by the spatial attention map,
             ``"mean"``/``"max"`` pool them globally. Fine-tuning may differ from the pretraining
             run: pooling tensors that do not match keep their fresh initialisation.
+        pooled_logits: ``GlassBoxNet(pooled_logits=...)``: ``True`` takes the linear head's
+            weight rows out of the flattened branch's share of the latent mean, so the logits come
+            from the pooled (attention-weighted) branch alone; ``False`` lets both branches feed
+            the logits; ``None`` (default): ``True`` whenever the network allows it. See
+            ``networks.glassbox.GlassBoxNet`` for the measured trade-off.
         spatial_size: image size after preprocessing (2 or 3 ints, divisible by 8).
         num_classes: classifier outputs.
         epochs: total training epochs (a resumed run continues up to this count).
@@ -161,6 +166,7 @@ class TrainConfig:
     size: str = "tiny"
     latent_dim: int = 16
     latent_pool: str = "attention"
+    pooled_logits: bool | None = None
     spatial_size: tuple[int, ...] = (64, 64)
     num_classes: int = 2
     epochs: int = 20
@@ -204,6 +210,8 @@ class TrainConfig:
         pools = tuple(m for m in POOL_MODES if m != "none")  # the classifier reads a pooled branch
         if self.latent_pool not in pools:
             raise ValueError(f"latent_pool must be one of {pools}, got {self.latent_pool!r}")
+        if self.pooled_logits is not None and not isinstance(self.pooled_logits, bool):
+            raise ValueError(f"pooled_logits must be true, false or null, got {self.pooled_logits!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         spatial = tuple(self.spatial_size) if isinstance(self.spatial_size, (list, tuple)) else ()

@@ -94,6 +94,21 @@ def test_multi_gpu_overlay_sets_distributed() -> None:
         assert parser["train#epochs"] == 20  # the base config is kept
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_pooled_logits_reaches_the_training_config_and_the_network(bundle: str, tmp_path: Path) -> None:
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle) / "train.json"))
+    parser["train#pooled_logits"] = False
+    parser["train#spatial_size"] = [32, 32]
+    parser["output_dir"] = str(tmp_path)
+    parser["datalist"] = str(tmp_path / "d.json")
+    assert parser.get_parsed_content("train_config").pooled_logits is False
+    assert parser.get_parsed_content("network_def").pooled_logits is False
+    inference = ConfigParser()
+    inference.read_config(str(_configs(bundle) / "inference.json"))
+    assert inference.get_parsed_content("network_def").pooled_logits  # null: on where the network allows
+
+
 def test_parse_overrides() -> None:
     got = parse_overrides(["--train#epochs", "1", "--output_dir=/tmp/x", "--train#spatial_size", "[32, 32]"])
     assert got == {"train#epochs": 1, "output_dir": "/tmp/x", "train#spatial_size": [32, 32]}

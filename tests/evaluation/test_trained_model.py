@@ -47,6 +47,26 @@ def test_run_folder_rebuilds_the_pooling_it_was_trained_with(untrained_run: Path
         load_trained_model(run)  # the mean-pool checkpoint under an attention-pool config
 
 
+def test_run_folder_rebuilds_the_pooled_logits_setting_it_was_trained_with(
+    untrained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "both_branches"
+    shutil.copytree(untrained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    assert load_trained_model(run).network.pooled_logits  # default: on
+    (run / "config.json").write_text(json.dumps(config | {"pooled_logits": False}))
+    trained = load_trained_model(run)
+    assert trained.config.pooled_logits is False and not trained.network.pooled_logits
+    reference = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8, pooled_logits=False).eval()
+    reference.load_state_dict(trained.network.state_dict())
+    image = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(trained.network(image)["logits"], reference(image)["logits"], atol=1e-6)
+        protected = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8).eval()
+        protected.load_state_dict(trained.network.state_dict())
+        assert not torch.allclose(protected(image)["logits"], reference(image)["logits"], atol=1e-4)
+
+
 def test_folder_prefers_best_over_last_and_reads_run_id(untrained_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(untrained_run, run)

@@ -72,6 +72,7 @@ def test_training_options_reach_the_train_config(tmp_path):
         "mean",
         "--cache-rate",
         "0.25",
+        "--no-pooled-logits",
     ]
     config = _train_config(build_parser().parse_args(["classify", *common, *options]), "classify")
     assert (config.labelled_share, config.flip_prob, config.latent_pool, config.cache_rate) == (
@@ -80,6 +81,7 @@ def test_training_options_reach_the_train_config(tmp_path):
         "mean",
         0.25,
     )
+    assert config.pooled_logits is False
     defaults = _train_config(build_parser().parse_args(["classify", *common]), "classify")
     assert (defaults.labelled_share, defaults.flip_prob, defaults.latent_pool, defaults.cache_rate) == (
         TrainConfig.labelled_share,
@@ -87,5 +89,8 @@ def test_training_options_reach_the_train_config(tmp_path):
         TrainConfig.latent_pool,
         TrainConfig.cache_rate,
     )
+    assert defaults.pooled_logits is TrainConfig.pooled_logits is None
+    forced = _train_config(build_parser().parse_args(["pretrain", *common, "--pooled-logits"]), "pretrain")
+    assert forced.pooled_logits is True
     pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")
     assert pretrain.flip_prob == 0.0

@@ -236,6 +236,7 @@ def test_unreachable_tracking_server_warns_once(
         ({"cache_rate": -0.5}, r"cache_rate must be in \[0, 1\], got -0.5"),
         ({"labelled_share": 1.0}, r"labelled_share must be in \[0, 1\), got 1.0"),
         ({"latent_pool": "none"}, r"latent_pool must be one of \('attention', 'mean', 'max'\), got 'none'"),
+        ({"pooled_logits": "yes"}, r"pooled_logits must be true, false or null, got 'yes'"),
         (
             {"spatial_size": (30, 30)},
             r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
