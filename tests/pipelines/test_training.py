@@ -548,3 +548,24 @@ def test_config_written_before_the_dataset_range_reads_as_per_image(tmp_path: Pa
     del old["intensity"], old["intensity_range"]
     again = TrainConfig.from_json(old)
     assert again.intensity == "image" and again.intensity_range is None
+
+
+def test_training_runs_without_metadata_tracking_and_restores_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from monai.data import get_track_meta
+
+    import pipelines.training as training
+
+    seen = []
+
+    def fake_train(config: TrainConfig, ctx: object) -> dict:
+        seen.append(get_track_meta())
+        raise RuntimeError("crash inside training")
+
+    monkeypatch.setattr(training, "_train", fake_train)
+    assert get_track_meta()
+    with pytest.raises(RuntimeError, match="crash inside training"):
+        training.train(TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", device="cpu"))
+    assert seen == [False]
+    assert get_track_meta()  # restored after the crash
