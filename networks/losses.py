@@ -183,6 +183,10 @@ class GlassBoxLoss(nn.Module):
         ce_weight: weight of the cross-entropy term.
         spatial_dims: 2 or 3 (for SSIM).
         data_range: intensity range of the images (for SSIM).
+        attention_weight: weight of an L1 sparsity term on the attention map (its mean value
+            over the batch, ``outputs["attention"]``, in [0, 1]); 0 (default) disables it. A
+            sigmoid map that must stay low where nothing is found has to single out the cells
+            the classifier reads — see ``TrainConfig.attention_sparsity`` for what it measured.
 
     Raises:
         ValueError: for out-of-range weights or unknown options.
@@ -207,9 +211,15 @@ class GlassBoxLoss(nn.Module):
         ce_weight: float = 1.0,
         spatial_dims: int = 2,
         data_range: float = 1.0,
+        attention_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in (("beta", beta), ("ssim_weight", ssim_weight), ("ce_weight", ce_weight)):
+        for name, value in (
+            ("beta", beta),
+            ("ssim_weight", ssim_weight),
+            ("ce_weight", ce_weight),
+            ("attention_weight", attention_weight),
+        ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
         capacity_at(0, c_max, c_steps)  # validates c_max and c_steps
@@ -220,6 +230,7 @@ class GlassBoxLoss(nn.Module):
         self.beta, self.c_max, self.c_steps = float(beta), float(c_max), int(c_steps)
         self.recon_kind, self.recon_reduction = recon_kind, recon_reduction
         self.ssim_weight, self.ce_weight = float(ssim_weight), float(ce_weight)
+        self.attention_weight = float(attention_weight)
         self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=data_range) if ssim_weight > 0 else None
         self.iteration = 0
         """Step used when ``forward`` gets no ``step`` (a handler can set it from ``engine.state.iteration``)."""
@@ -234,7 +245,8 @@ class GlassBoxLoss(nn.Module):
         """Compute every term.
 
         Args:
-            outputs: the network's output dict (``recon``, ``mu``, ``logvar``, ``logits``).
+            outputs: the network's output dict (``recon``, ``mu``, ``logvar``, ``logits``; and
+                ``attention`` when ``attention_weight`` > 0).
             target: the unerased images the reconstruction is compared with.
             labels: class indices with -1 for unlabelled samples; ``None``: no CE term.
             step: training iteration for the capacity schedule (default: ``self.iteration``).
@@ -242,6 +254,9 @@ class GlassBoxLoss(nn.Module):
         Returns:
             Dict with scalar tensors ``loss``, ``recon``, ``kl`` (total nats), ``ce``,
             ``capacity`` and the vector ``kl_per_dim``.
+
+        Raises:
+            KeyError: ``attention_weight`` > 0 and ``outputs`` holds no ``attention`` map.
         """
         recon = reconstruction_loss(
             outputs[Keys.RECON], target, kind=self.recon_kind, reduction=self.recon_reduction
@@ -254,6 +269,13 @@ class GlassBoxLoss(nn.Module):
         logits = outputs[Keys.LOGITS]
         ce = logits.sum() * 0.0 if labels is None else masked_cross_entropy(logits, labels)
         loss = recon + beta_kl(kl, self.beta, capacity) + self.ce_weight * ce
+        if self.attention_weight > 0:
+            if Keys.ATTENTION not in outputs:
+                raise KeyError(
+                    f"attention_weight={self.attention_weight} needs the network's '{Keys.ATTENTION.value}' "
+                    f"output, got keys {sorted(str(k) for k in outputs)}"
+                )
+            loss = loss + self.attention_weight * outputs[Keys.ATTENTION].mean()
         return {
             Keys.LOSS.value: loss,
             "recon": recon,

@@ -111,6 +111,8 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
             "freeze_encoder": args.freeze_encoder,
             "ce_weight": args.ce_weight,
         }
+        if args.attention_sparsity is not None:
+            extra["attention_sparsity"] = args.attention_sparsity
         if args.labelled_share is not None:
             extra["labelled_share"] = args.labelled_share
     config = TrainConfig(
@@ -351,6 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1000.0,
         help="cross-entropy weight (default 1000; recon is summed per image)",
+    )
+    classify.add_argument(
+        "--attention-sparsity",
+        type=float,
+        default=None,
+        help="L1 weight on the attention map as a fraction of --ce-weight (default: TrainConfig's)",
     )
 
     run = sub.add_parser(

@@ -329,6 +329,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         c_steps=config.c_steps,
         ce_weight=config.effective_ce_weight,
         spatial_dims=config.spatial_dims,
+        attention_weight=config.attention_sparsity * config.effective_ce_weight,
     )
     labelled = sum(r.get(Keys.LABEL.value, UNLABELLED) != UNLABELLED for r in train_records)
     result["train_labelled"] = float(labelled)

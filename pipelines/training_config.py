@@ -116,6 +116,15 @@ class TrainConfig:
             error is summed over pixels (~40 per 64×64 image), so CE needs a large weight to
             shape the latent: on brain2d 2,000/500, 8 epochs (per-image intensity scaling), tiny
             reached test AUC 0.79 with 100, 0.84 with 1000 and 0.83 with 5000; default 1000.
+        attention_sparsity: weight of an L1 term on the attention map (its mean value), as a
+            fraction of ``ce_weight`` (so 0 in ``pretrain`` mode); 0 disables it. Default 0.1:
+            a sigmoid map that pays for every cell it keeps open has to single out the cells the
+            classifier reads. Measured on the ``bench/bench_training.py`` cohort (``tiny``, 8
+            epochs, training seeds 0 / 1 / 2, 100 correctly classified test positives each):
+            pointing game of the attention map 0.83 / 0.69 / 0.97 with 0.1 against 0.47 / 0.39 /
+            0.77 without (strict 0.29 / 0.18 / 0.33 against 0.12 / 0.06 / 0.29), test AUC
+            0.905 / 0.883 / 0.885 against 0.881 / 0.846 / 0.901.
+            With 0.2, 0.69 / 0.74 but test AUC 0.855 / 0.707 (seeds 0 / 1).
         label_fraction: fraction of training labels kept (stratified), the rest set to -1.
         labelled_share: when some training records are unlabelled (``classify`` mode), draw
             records with replacement so that this share of each batch carries a label on
@@ -177,6 +186,7 @@ class TrainConfig:
     c_max: float = 0.0
     c_steps: int = 10000
     ce_weight: float = 1000.0
+    attention_sparsity: float = 0.1
     label_fraction: float = 1.0
     labelled_share: float = 0.5
     pretrained: str | Path | None = None
@@ -237,7 +247,7 @@ class TrainConfig:
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
         if self.beta is None:
             self.beta = 1.0 if self.mode == "pretrain" else 0.0
-        for name in ("weight_decay", "beta", "c_max", "ce_weight"):
+        for name in ("weight_decay", "beta", "c_max", "ce_weight", "attention_sparsity"):
             value = getattr(self, name)
             if not _is_real(value) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")

@@ -147,3 +147,18 @@ def test_loss_validation():
         GlassBoxLoss(recon_kind="huber")
     with pytest.raises(ValueError, match=r"labels: expected 2 labels"):
         masked_cross_entropy(torch.zeros(2, 2), torch.tensor([0, 1, 1]))
+
+
+def test_attention_sparsity_adds_the_weighted_mean_of_the_map_and_pushes_it_down():
+    recon = torch.zeros(2, 1, 4, 4)
+    attention = torch.tensor([[[[0.2, 0.8], [0.4, 0.6]]], [[[1.0, 0.0], [0.0, 0.0]]]], requires_grad=True)
+    out = _outputs(recon) | {"attention": attention}
+    plain = GlassBoxLoss()(out, recon)["loss"]
+    sparse = GlassBoxLoss(attention_weight=10.0)(out, recon)["loss"]
+    assert (sparse - plain).item() == pytest.approx(10.0 * 3.0 / 8)  # mean of the 8 cells is 3/8
+    sparse.backward()
+    assert torch.allclose(attention.grad, torch.full_like(attention, 10.0 / 8))  # every cell pushed down
+    with pytest.raises(KeyError, match=r"attention_weight=1.0 needs the network's 'attention' output"):
+        GlassBoxLoss(attention_weight=1.0)(_outputs(recon), recon)
+    with pytest.raises(ValueError, match=r"attention_weight must be >= 0, got -1"):
+        GlassBoxLoss(attention_weight=-1)

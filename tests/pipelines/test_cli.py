@@ -73,6 +73,8 @@ def test_training_options_reach_the_train_config(tmp_path):
         "--cache-rate",
         "0.25",
         "--no-pooled-logits",
+        "--attention-sparsity",
+        "0.05",
     ]
     config = _train_config(build_parser().parse_args(["classify", *common, *options]), "classify")
     assert (config.labelled_share, config.flip_prob, config.latent_pool, config.cache_rate) == (
@@ -81,7 +83,7 @@ def test_training_options_reach_the_train_config(tmp_path):
         "mean",
         0.25,
     )
-    assert config.pooled_logits is False
+    assert config.pooled_logits is False and config.attention_sparsity == 0.05
     defaults = _train_config(build_parser().parse_args(["classify", *common]), "classify")
     assert (defaults.labelled_share, defaults.flip_prob, defaults.latent_pool, defaults.cache_rate) == (
         TrainConfig.labelled_share,
@@ -90,6 +92,7 @@ def test_training_options_reach_the_train_config(tmp_path):
         TrainConfig.cache_rate,
     )
     assert defaults.pooled_logits is TrainConfig.pooled_logits is None
+    assert defaults.attention_sparsity == TrainConfig.attention_sparsity
     forced = _train_config(build_parser().parse_args(["pretrain", *common, "--pooled-logits"]), "pretrain")
     assert forced.pooled_logits is True
     pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")

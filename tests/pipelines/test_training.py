@@ -237,6 +237,7 @@ def test_unreachable_tracking_server_warns_once(
         ({"labelled_share": 1.0}, r"labelled_share must be in \[0, 1\), got 1.0"),
         ({"latent_pool": "none"}, r"latent_pool must be one of \('attention', 'mean', 'max'\), got 'none'"),
         ({"pooled_logits": "yes"}, r"pooled_logits must be true, false or null, got 'yes'"),
+        ({"attention_sparsity": -0.1}, r"attention_sparsity must be a number >= 0, got -0.1"),
         (
             {"spatial_size": (30, 30)},
             r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
@@ -569,3 +570,31 @@ def test_training_runs_without_metadata_tracking_and_restores_it(
         training.train(TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", device="cpu"))
     assert seen == [False]
     assert get_track_meta()  # restored after the crash
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("classify", 0.1 * 500.0), ("pretrain", 0.0)])
+def test_attention_sparsity_is_a_fraction_of_the_effective_ce_weight(
+    mode: str, expected: float, cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipelines.training as training
+
+    seen = {}
+
+    def capture(**kwargs: float) -> None:
+        seen.update(kwargs)
+        raise RuntimeError("stop after building the loss")
+
+    monkeypatch.setattr(training, "GlassBoxLoss", capture)
+    config = TrainConfig(
+        datalist=cohort,
+        out_dir=tmp_path / "run",
+        mode=mode,
+        spatial_size=(32, 32),
+        ce_weight=500.0,
+        attention_sparsity=0.1,
+        device="cpu",
+        tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+    )
+    with pytest.raises(RuntimeError, match="stop after building the loss"):
+        training.train(config)
+    assert seen["attention_weight"] == pytest.approx(expected)
