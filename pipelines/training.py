@@ -236,7 +236,7 @@ def _cosine(epochs: int) -> Callable[[int], float]:
 
 
 @contextmanager
-def untracked_metadata() -> Iterator[None]:
+def _untracked_metadata() -> Iterator[None]:
     """MONAI metadata tracking off inside the block (MONAI's ``set_track_meta(False)``), restored after.
 
     Training needs no image metadata (no inverse transform, no file written from a batch), and
@@ -280,7 +280,7 @@ def train(config: TrainConfig) -> dict[str, float]:
         if ctx is None:
             device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
             ctx = DistContext.single(device if config.device == "auto" else torch.device(config.device))
-        with untracked_metadata():
+        with _untracked_metadata():
             result = _train(config, ctx)
         # rank 0 still logs to MLflow after the others return: tearing the group down while a peer
         # works aborted a gloo rank now and then ("terminate called without an active exception")

@@ -326,6 +326,8 @@ class TrainConfig:
                 values[name] = tuple(values[name])
         if "intensity" not in values:  # written before the dataset-level range existed
             values["intensity"] = "image"
+        if "attention_sparsity" not in values:  # written before the attention term existed
+            values["attention_sparsity"] = 0.0
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -551,6 +551,13 @@ def test_config_written_before_the_dataset_range_reads_as_per_image(tmp_path: Pa
     assert again.intensity == "image" and again.intensity_range is None
 
 
+def test_config_written_before_the_attention_term_trains_without_it(tmp_path: Path) -> None:
+    current = TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out").to_json()
+    assert TrainConfig.from_json(current).attention_sparsity == TrainConfig.attention_sparsity > 0
+    del current["attention_sparsity"]
+    assert TrainConfig.from_json(current).attention_sparsity == 0.0  # a resumed old run keeps its loss
+
+
 def test_training_runs_without_metadata_tracking_and_restores_it(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
