@@ -7,8 +7,9 @@ For every attribute of the datalist records (sex, age band, site, scanner, marke
 - **latent leakage** — cross-validated linear-probe AUC of the attribute from the latent mean,
   the dimensions that carry it, and a permutation test;
 - **reliance** — how much the classifier's logit moves with the attribute's group means in
-  latent space, tested by permuting the attribute *within each label* (so an attribute that is
-  merely correlated with the disease is not mistaken for one the classifier reads), and how
+  latent space *within each label*, tested by permuting the attribute within each label (so an
+  attribute that is merely correlated with the disease is not mistaken for one the classifier
+  reads, and one anti-correlated with it in the audited data does not hide), and how
   much the logit changes when the attribute is erased (LEACE fitted on a calibration section);
 - a **flag** when leakage and reliance are both significant (Holm-corrected over attributes)
   and the subgroup gap exceeds a threshold (:mod:`evaluation.bias_flags`).
@@ -148,7 +149,7 @@ def _audit_attribute(
     probe = probe_auc(mu, common, seed=seed)
     _, leak_p = permutation_test(probe_statistic(seed=seed), mu, common, n_perm=n_permutations, seed=seed)
     rel_obs, rel_p = permutation_test(
-        reliance_statistic(weight),
+        reliance_statistic(weight, strata=labels[valid]),  # within each label: see its docstring
         mu[valid],
         common[valid],
         n_perm=n_permutations,

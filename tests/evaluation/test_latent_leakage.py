@@ -118,6 +118,48 @@ def test_reliance_permutation_test_needs_the_head_to_read_the_attribute_directio
     assert permutation_test(reliance_statistic(ignores_attribute), mu, groups, n_perm=200)[1] > 0.05
 
 
+def _reversed_marker_latents(n: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Latents of a test set whose marker disagrees with the label in 90 % of images."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    marker = np.where(rng.random(n) < 0.9, 1 - labels, labels)
+    mu = rng.normal(0.0, 0.3, (n, 4))
+    mu[:, 0] += 3.0 * labels  # the lesion
+    mu[:, 1] += 2.0 * marker  # the marker
+    return mu, marker, labels
+
+
+def test_reliance_within_labels_finds_a_marker_that_opposes_the_label():
+    mu, marker, labels = _reversed_marker_latents()
+    reads_marker = np.array([1.0, 1.0, 0.0, 0.0])
+    # pooled over labels, the marker's shift cancels part of the label's: no evidence at all
+    _, p_pooled = permutation_test(reliance_statistic(reads_marker), mu, marker, n_perm=200, strata=labels)
+    assert p_pooled > 0.5
+    observed, p_within = permutation_test(
+        reliance_statistic(reads_marker, strata=labels), mu, marker, n_perm=200, strata=labels
+    )
+    assert p_within < 0.01
+    # within each label the marker groups' logits differ by about 2: mean |offset| = 2 * 2 * 0.9 * 0.1
+    assert observed == pytest.approx(0.36, abs=0.08)
+    lesion_only = np.array([1.0, 0.0, 0.0, 0.0])
+    assert (
+        permutation_test(
+            reliance_statistic(lesion_only, strata=labels), mu, marker, n_perm=200, strata=labels
+        )[1]
+        > 0.05
+    )
+
+
+def test_reliance_statistic_by_hand_within_strata_and_a_wrong_strata_length():
+    mu = np.array([[0.0], [2.0], [4.0], [10.0], [10.0], [13.0]])
+    groups = ["a", "b", "b", "a", "b", "b"]
+    # stratum 0: a 0, b 3, mean 2 -> |0-2|, |3-2| x2 ; stratum 1: a 10, b 11.5, mean 11 -> 1, .5, .5
+    stat = reliance_statistic([1.0], strata=[0, 0, 0, 1, 1, 1])
+    assert stat(mu, groups) == pytest.approx((2 + 1 + 1 + 1 + 0.5 + 0.5) / 6)
+    with pytest.raises(ValueError, match="strata must have one value per row of mu"):
+        reliance_statistic([1.0], strata=[0, 1])(mu, groups)
+
+
 def test_holm_by_hand():
     # sorted: d .005*4 = .02; a .01*3 = .03; c .03*2 = .06; b max(.06, .04*1) = .06
     adjusted = holm_correction({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005})
