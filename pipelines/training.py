@@ -243,9 +243,10 @@ def _untracked_metadata() -> Iterator[None]:
     with tracking on every cached image is deep-copied as a ``MetaTensor``, every random flip
     records itself in ``applied_operations`` and the collate merges metadata dicts: measured on
     the ``bench/bench_training.py`` cohort (``tiny`` training transforms, batch 32, one thread),
-    the loader took 2.1 ms per image with tracking and 0.4–0.7 ms without (cores otherwise idle),
-    against ~12.7 ms for a ``tiny`` training step; the benchmark's whole training loop went from
-    57.2 to 60.5 images/s. MONAI's fast-training tutorial turns it off the same way.
+    the loader took 2.1 ms per image with tracking and 0.4–0.7 ms without (cores otherwise idle;
+    ``bench/bench_loader.py``: 1.75 vs 0.47 ms), against ~12.7 ms for a ``tiny`` training step;
+    the benchmark's whole training loop went from 57.2 to 60.5 images/s. MONAI's fast-training
+    tutorial turns it off the same way.
     """
     previous = get_track_meta()
     set_track_meta(False)
