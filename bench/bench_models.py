@@ -18,12 +18,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("tiny", "small", "base", "densenet121", "resnet18")
+GLASSBOX = ("tiny", "small", "base", "tiny_fine")
+MODELS = (*GLASSBOX, "densenet121", "resnet18")
 
 
 def _build(name: str):
 
-    if name in ("tiny", "small", "base"):
+    if name in GLASSBOX:
         from networks import GlassBoxNet
 
         return GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(64, 64), size=name)
@@ -48,7 +49,7 @@ def _measure(name: str, threads: int, precision: str, steps: int) -> dict:
 
     model = _build(name)
     summary = model_summary(model, (1, 1, 64, 64))
-    glassbox = name in ("tiny", "small", "base")
+    glassbox = name in GLASSBOX
     if glassbox:
         from networks import GlassBoxLoss
 

@@ -34,7 +34,7 @@ from pipelines.datalists import load_datalist, mask_labels  # noqa: E402
 from pipelines.training import build_transforms, resolve_intensity_range, train  # noqa: E402
 from pipelines.training_config import TrainConfig  # noqa: E402
 
-GLASSBOX = ("tiny", "small", "base")
+GLASSBOX = ("tiny", "small", "base", "tiny_fine")
 BASELINES = ("densenet121", "resnet18")
 
 

@@ -55,7 +55,8 @@ class GlassBoxNet(nn.Module):
         num_classes: number of classifier logits.
         img_size: spatial size of the images (int for all dims, or one per dim); each
             entry must be divisible by the encoder's total stride (8).
-        size: width/depth preset, ``"tiny"`` (~0.2 M params), ``"small"`` or ``"base"`` (a few M).
+        size: width/depth preset, ``"tiny"`` (~0.2 M params), ``"small"`` or ``"base"`` (a few M),
+            or ``"tiny_fine"`` (~0.5 M, total stride 4: an attention map at 1/4 of the input size).
         latent_dim: number of latent variables.
         head: ``"linear"`` (glass-box, default) or ``"mlp"`` classifier head on ``mu``.
         unit: encoder unit, ``"dense"`` (default, fastest on CPU at equal weights) or

@@ -84,7 +84,8 @@ class TrainConfig:
             checkpoint already there is resumed.
         mode: ``"pretrain"`` (reconstruction + KL only, ``ce_weight`` forced to 0) or
             ``"classify"`` (adds the label-masked cross-entropy).
-        size: network preset (``"tiny"``, ``"small"``, ``"base"``).
+        size: network preset (``"tiny"``, ``"small"``, ``"base"``, ``"tiny_fine"``; see
+            :mod:`networks.presets`).
         latent_dim: number of latent variables.
         latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
             ``"attention"`` (default) averages them weighted by the spatial attention map,

@@ -51,6 +51,24 @@ def test_size_presets_grow_and_tiny_is_small():
     assert params["tiny"] < 300_000 < params["small"] < 1_000_000 < params["base"] < 5_000_000
 
 
+@pytest.mark.parametrize("spatial_dims, img_size", [(2, (64, 64)), (3, (16, 16, 24))])
+def test_tiny_fine_has_stride_4_and_a_finer_attention_map(spatial_dims, img_size):
+    torch.manual_seed(0)
+    net = GlassBoxNet(spatial_dims=spatial_dims, img_size=img_size, size="tiny_fine").eval()
+    assert net.total_stride == 4
+    out = net(torch.rand(2, 1, *img_size))
+    assert out[Keys.ATTENTION].shape == (2, 1, *(s // 4 for s in img_size))
+    assert out[Keys.RECON].shape == (2, 1, *img_size)
+    assert out[Keys.MU].shape == (2, 16)
+    # an image whose side is a multiple of 4 but not of 8 fits it, not tiny
+    side = [s + 4 for s in img_size]
+    GlassBoxNet(spatial_dims=spatial_dims, img_size=side, size="tiny_fine")
+    with pytest.raises(ValueError, match="must be divisible by 8"):
+        GlassBoxNet(spatial_dims=spatial_dims, img_size=side, size="tiny")
+    params = sum(p.numel() for p in net.parameters())
+    assert params < 1_000_000
+
+
 def test_int_img_size_and_options():
     net = GlassBoxNet(img_size=32, latent_dim=4, head="mlp", output_act="sigmoid", upsample="deconv")
     out = net(torch.rand(3, 1, 32, 32))
@@ -213,7 +231,11 @@ def test_input_validation_messages(tiny2d):
     [
         ({"img_size": (65, 64)}, ValueError, r"img_size: image size \(65, 64\) must be divisible by 8"),
         ({"img_size": (64, 64, 64)}, ValueError, r"img_size must be 2 positive ints"),
-        ({"size": "huge"}, ValueError, r"size must be one of \('tiny', 'small', 'base'\), got 'huge'"),
+        (
+            {"size": "huge"},
+            ValueError,
+            r"size must be one of \('tiny', 'small', 'base', 'tiny_fine'\), got 'huge'",
+        ),
         ({"spatial_dims": 4}, ValueError, r"spatial_dims must be 2 or 3, got 4"),
         ({"spatial_dims": "2"}, TypeError, r"spatial_dims must be an int, got str '2'"),
         ({"in_channels": 0}, ValueError, r"in_channels must be >= 1, got 0"),

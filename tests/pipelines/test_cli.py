@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from pipelines.cli import main
 from tests.conftest import pydicom_test_dir
 
@@ -97,3 +99,17 @@ def test_training_options_reach_the_train_config(tmp_path):
     assert forced.pooled_logits is True
     pretrain = _train_config(build_parser().parse_args(["pretrain", *common, "--flip-prob", "0"]), "pretrain")
     assert pretrain.flip_prob == 0.0
+
+
+def test_size_choices_are_the_network_presets(tmp_path):
+    from networks.presets import SIZE_PRESETS
+    from pipelines.cli import _train_config, build_parser
+
+    parser = build_parser()
+    common = ["--datalist", str(tmp_path / "d.json"), "--out", str(tmp_path / "o")]
+    for size in SIZE_PRESETS:
+        assert (
+            _train_config(parser.parse_args(["pretrain", *common, "--size", size]), "pretrain").size == size
+        )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["pretrain", *common, "--size", "huge"])
