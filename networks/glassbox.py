@@ -54,7 +54,7 @@ class GlassBoxNet(nn.Module):
         in_channels: image channels.
         num_classes: number of classifier logits.
         img_size: spatial size of the images (int for all dims, or one per dim); each
-            entry must be divisible by the encoder's total stride (8).
+            entry must be divisible by the encoder's total stride (8; 4 for ``tiny_fine``).
         size: width/depth preset, ``"tiny"`` (~0.2 M params), ``"small"`` or ``"base"`` (a few M),
             or ``"tiny_fine"`` (~0.5 M, total stride 4: an attention map at 1/4 of the input size).
         latent_dim: number of latent variables.
