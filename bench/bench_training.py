@@ -68,13 +68,20 @@ def make_cohort(
 
 
 def _config(
-    datalist: Path, out: Path, epochs: int, batch_size: int, lr: float, seed: int, **extra
+    datalist: Path,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    mode: str = "classify",
+    **extra,
 ) -> TrainConfig:
-    """The classify-mode settings every model of the benchmark shares."""
+    """The settings every model of the benchmark shares (``mode="pretrain"`` for the pretraining run)."""
     return TrainConfig(
         datalist=datalist,
         out_dir=out,
-        mode="classify",
+        mode=mode,
         epochs=epochs,
         batch_size=batch_size,
         lr=lr,
@@ -318,18 +325,16 @@ def main() -> None:
         pretrain_dir = work / f"pretrain_{args.pretrain_epochs}"
         if not (pretrain_dir / "best.pt").is_file():
             train(
-                TrainConfig(
-                    datalist=datalist,
-                    out_dir=pretrain_dir,
+                _config(
+                    datalist,
+                    pretrain_dir,
+                    args.pretrain_epochs,
+                    args.batch_size,
+                    args.lr,
+                    args.seed,
                     mode="pretrain",
                     size=size,
-                    epochs=args.pretrain_epochs,
-                    batch_size=args.batch_size,
-                    lr=args.lr,
-                    seed=args.seed,
-                    spatial_size=(64, 64),
                     erase_prob=0.5,  # context modelling, as the demo and the pretrain bundle
-                    progress=False,
                     tracking_uri=f"sqlite:///{work}/mlruns.db",
                 )
             )
