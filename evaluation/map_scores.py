@@ -96,6 +96,11 @@ def topk_iou(saliency: ArrayLike, mask: ArrayLike, fraction: float = 0.05) -> fl
 
     The top ``k = max(1, round(fraction * n_pixels))`` pixels are taken (ties broken by position,
     first in C order), so a map equal to the mask scores 1 at ``fraction = mask area / image area``.
+    Only pixels of positive saliency count as top pixels: a map that marks fewer than ``k``
+    pixels (the infill counterfactual's difference, zero outside the infilled region; a Grad-CAM
+    or occlusion map clipped at 0) is scored on the pixels it marks, not on ``k`` minus those
+    taken from its zeros in C order — which would be the image's corner, whatever the map says.
+    A map with no positive pixel scores 0.
 
     Args:
         saliency: map of shape ``(*spatial)``.
@@ -115,6 +120,8 @@ def topk_iou(saliency: ArrayLike, mask: ArrayLike, fraction: float = 0.05) -> fl
         >>> mask = np.zeros((4, 4)); mask[0, :2] = 1
         >>> topk_iou(np.arange(16.0)[::-1].reshape(4, 4), mask, fraction=4 / 16)
         0.5
+        >>> topk_iou(mask * 0.5, mask, fraction=4 / 16)  # two marked pixels, not four
+        1.0
     """
     sal, region = _saliency_and_mask(saliency, mask)
     if not 0.0 < fraction <= 1.0:
@@ -122,7 +129,8 @@ def topk_iou(saliency: ArrayLike, mask: ArrayLike, fraction: float = 0.05) -> fl
     flat = sal.ravel()
     k = max(1, round(fraction * flat.size))
     top = np.zeros(flat.size, dtype=bool)
-    top[np.argsort(-flat, kind="stable")[:k]] = True
+    ranked = np.argsort(-flat, kind="stable")[:k]
+    top[ranked[flat[ranked] > 0]] = True
     inside = region.ravel()
     return float((top & inside).sum() / (top | inside).sum())
 

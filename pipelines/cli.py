@@ -200,8 +200,9 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
     parser.add_argument(
         "--size",
         choices=("tiny", "small", "base", "tiny_fine"),  # networks.presets (not imported: CLI start-up)
-        default="tiny",
-        help="network preset (tiny_fine: a 16x16 attention map on 64x64 images, see the model card)",
+        default="tiny_fine",
+        help="network preset (default tiny_fine: a 16x16 attention map on 64x64 images; tiny: 8x8, "
+        "1.2x faster to train; see the model card)",
     )
     parser.add_argument("--latent-dim", type=int, default=16)
     parser.add_argument(

@@ -84,8 +84,11 @@ class TrainConfig:
             checkpoint already there is resumed.
         mode: ``"pretrain"`` (reconstruction + KL only, ``ce_weight`` forced to 0) or
             ``"classify"`` (adds the label-masked cross-entropy).
-        size: network preset (``"tiny"``, ``"small"``, ``"base"``, ``"tiny_fine"``; see
-            :mod:`networks.presets`).
+        size: network preset, ``"tiny_fine"`` (default: total stride 4, an attention map at 1/4 of
+            the input size), ``"tiny"`` (stride 8, fastest), ``"small"`` or ``"base"``; see
+            :mod:`networks.presets`. ``tiny_fine`` is the default because its attention map points
+            at the lesion (pointing game 0.94–0.98 on three seeds, ``tiny`` 0.69–0.97) at 0.85× the
+            training speed of ``tiny`` (bundle model card).
         latent_dim: number of latent variables.
         latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
             ``"attention"`` (default) averages them weighted by the spatial attention map,
@@ -96,7 +99,8 @@ class TrainConfig:
             from the pooled (attention-weighted) branch alone; ``False`` lets both branches feed
             the logits; ``None`` (default): ``True`` whenever the network allows it. See
             ``networks.glassbox.GlassBoxNet`` for the measured trade-off.
-        spatial_size: image size after preprocessing (2 or 3 ints, divisible by 8).
+        spatial_size: image size after preprocessing (2 or 3 ints, each divisible by the
+            preset's total stride: 4 for ``tiny_fine``, 8 for the others).
         num_classes: classifier outputs.
         epochs: total training epochs (a resumed run continues up to this count).
         batch_size: images per batch.
@@ -173,7 +177,7 @@ class TrainConfig:
     datalist: str | Path
     out_dir: str | Path
     mode: str = "classify"
-    size: str = "tiny"
+    size: str = "tiny_fine"
     latent_dim: int = 16
     latent_pool: str = "attention"
     pooled_logits: bool | None = None
@@ -226,9 +230,11 @@ class TrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         spatial = tuple(self.spatial_size) if isinstance(self.spatial_size, (list, tuple)) else ()
-        if len(spatial) not in (2, 3) or not all(_is_int(s) and s > 0 and s % 8 == 0 for s in spatial):
+        stride = SIZE_PRESETS[self.size].total_stride
+        if len(spatial) not in (2, 3) or not all(_is_int(s) and s > 0 and s % stride == 0 for s in spatial):
             raise ValueError(
-                f"spatial_size must be 2 or 3 positive ints divisible by 8, got {self.spatial_size!r}"
+                f"spatial_size must be 2 or 3 positive ints divisible by {stride} (the total stride of "
+                f"size {self.size!r}), got {self.spatial_size!r}"
             )
         self.spatial_size = spatial
         for name, minimum in (

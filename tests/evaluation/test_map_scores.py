@@ -47,8 +47,16 @@ def test_pointing_game_ties_and_3d(square):
 def test_topk_iou(square):
     assert topk_iou(square, square, fraction=32 / 256) == 1.0
     assert topk_iou(-square, square, fraction=32 / 256) == 0.0
-    # the top 64 pixels hold the whole mask (32): IoU 32 / 64
-    assert topk_iou(square, square, fraction=64 / 256) == 0.5
+    # a map positive everywhere: its top 64 pixels hold the whole mask (32) and 32 others: IoU 32 / 64
+    assert topk_iou(square + 0.01, square, fraction=64 / 256) == 0.5
+    # a map that marks only 32 pixels is scored on those: the mask itself, IoU 1
+    assert topk_iou(square, square, fraction=64 / 256) == 1.0
+    sparse = np.zeros((16, 16))
+    sparse[4, 4:12] = 0.3  # 8 marked pixels, all inside: IoU 8 / 32 (not 8 / 88 with 56 corner zeros)
+    assert topk_iou(sparse, square, fraction=64 / 256) == 8 / 32
+    corner = np.zeros((16, 16))
+    corner[0, 0] = 1
+    assert topk_iou(np.zeros((16, 16)), corner) == 0.0, "an all-zero map marks no pixel, not the corner"
     ramp = np.arange(16.0)[::-1].reshape(4, 4)  # top 4 = first row
     mask = np.zeros((4, 4))
     mask[0, :2] = 1

@@ -104,6 +104,7 @@ def test_training_options_reach_the_train_config(tmp_path):
 def test_size_choices_are_the_network_presets(tmp_path):
     from networks.presets import SIZE_PRESETS
     from pipelines.cli import _train_config, build_parser
+    from pipelines.training_config import TrainConfig
 
     parser = build_parser()
     common = ["--datalist", str(tmp_path / "d.json"), "--out", str(tmp_path / "o")]
@@ -113,3 +114,8 @@ def test_size_choices_are_the_network_presets(tmp_path):
         )
     with pytest.raises(SystemExit):
         parser.parse_args(["pretrain", *common, "--size", "huge"])
+    # the CLI default is TrainConfig's (the preset the bundles and the demo train too)
+    assert (
+        _train_config(parser.parse_args(["classify", *common]), "classify").size
+        == TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path).size
+    )

@@ -240,7 +240,12 @@ def test_unreachable_tracking_server_warns_once(
         ({"attention_sparsity": -0.1}, r"attention_sparsity must be a number >= 0, got -0.1"),
         (
             {"spatial_size": (30, 30)},
-            r"spatial_size must be 2 or 3 positive ints divisible by 8, got \(30, 30\)",
+            r"spatial_size must be 2 or 3 positive ints divisible by 4 \(the total stride of size 'tiny_fine'\), "
+            r"got \(30, 30\)",
+        ),
+        (
+            {"spatial_size": (36, 36), "size": "tiny"},
+            r"divisible by 8 \(the total stride of size 'tiny'\), got \(36, 36\)",
         ),
         ({"size": "huge"}, r"size must be one of .*got 'huge'"),
         ({"beta": -1.0}, r"beta must be a number >= 0, got -1.0"),
@@ -251,6 +256,13 @@ def test_unreachable_tracking_server_warns_once(
 def test_config_rejects_bad_values(change: dict, message: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig(datalist=tmp_path / "d.json", out_dir=tmp_path / "out", **change)
+
+
+def test_spatial_size_must_fit_the_chosen_presets_stride(tmp_path: Path) -> None:
+    common = {"datalist": tmp_path / "d.json", "out_dir": tmp_path}
+    assert TrainConfig(**common).size == "tiny_fine"  # the default preset: total stride 4
+    assert TrainConfig(spatial_size=(36, 36), **common).spatial_size == (36, 36)
+    assert TrainConfig(spatial_size=(40, 40), size="tiny", **common).spatial_size == (40, 40)
 
 
 def test_beta_default_depends_on_the_mode_and_survives_the_json_round_trip(tmp_path: Path) -> None:
