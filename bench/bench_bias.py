@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from networks.presets import SIZE_PRESETS  # noqa: E402
 from phantoms import SHIFTED_SECTION, PhantomConfig, generate_shortcut_cohort  # noqa: E402
 from pipelines.bias_audit import audit  # noqa: E402
 from pipelines.bias_mitigation import mitigate  # noqa: E402
@@ -68,6 +69,7 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
             epochs=args.epochs,
             batch_size=32,
             seed=seed,
+            size=args.size,
             spatial_size=(64, 64),
             tracking_uri=uri,
             experiment="bench_bias",
@@ -144,6 +146,12 @@ def main() -> None:
         "0: none, calibrate on the validation section",
     )
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--size",
+        choices=tuple(SIZE_PRESETS),
+        default=TrainConfig.size,
+        help=f"network preset (default {TrainConfig.size}, the training default)",
+    )
     parser.add_argument("--permutations", type=int, default=1000)
     parser.add_argument(
         "--lesion-contrast",
@@ -191,7 +199,8 @@ def main() -> None:
             (work / "results.json").write_text(json.dumps(rows, indent=1))
     contrast = args.lesion_contrast or PhantomConfig().lesion_contrast_range
     print(
-        f"\n{len(rows)} runs in {time.perf_counter() - start:.0f} s; main cohort n={args.n}, epochs={args.epochs}, "
+        f"\n{len(rows)} runs in {time.perf_counter() - start:.0f} s; {args.size}, main cohort n={args.n}, "
+        f"epochs={args.epochs}, "
         f"lesion contrast {tuple(contrast)}, calibration {'+'.join(args.calibration)}"
     )
     for correlation in sorted({r["train_correlation"] for r in rows}, reverse=True):
