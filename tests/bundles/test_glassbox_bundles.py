@@ -20,6 +20,9 @@ from pipelines.transfer_learning import CLASSIFIER_POOLING, TRANSFER_MODULES
 BUNDLES = ("glassbox_pretrain", "glassbox_classification")
 SCHEMA = BUNDLES_DIR / "schema" / "metadata_schema.json"
 SIZE = 32
+PRESET = json.loads((BUNDLES_DIR / "glassbox_classification" / "configs" / "train.json").read_text())[
+    "train"
+]["size"]
 
 
 def _configs(bundle: str) -> Path:
@@ -127,8 +130,19 @@ def test_unknown_override_is_rejected_before_running(tmp_path: Path, capsys: pyt
     assert "config key 'train#epochz' does not exist" in capsys.readouterr().err
 
 
+def test_bundles_train_the_default_preset() -> None:
+    from pipelines.training_config import TrainConfig
+
+    for bundle in BUNDLES:  # train and inference must build the same network, the CLI's default
+        train = json.loads((_configs(bundle) / "train.json").read_text())["train"]["size"]
+        inference = json.loads((_configs(bundle) / "inference.json").read_text())["size"]
+        assert train == inference == TrainConfig.size, (bundle, train, inference)
+
+
 def test_pretrained_checkpoint_seeds_classification(trained: dict) -> None:
-    own = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).state_dict()
+    own = GlassBoxNet(
+        spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE), size=PRESET
+    ).state_dict()
     expected = [
         k
         for k in own
@@ -180,7 +194,7 @@ def test_pretrain_evaluate_matches_hand_computed_mse(trained: dict) -> None:
 
     out = Path(trained["pre"]["output_dir"])
     metrics = run_bundle("glassbox_pretrain", "evaluate", trained["pre"])
-    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE)).eval()
+    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE), size=PRESET).eval()
     net.load_state_dict(torch.load(out / "best.pt", weights_only=True))
     stored = json.loads((out / "config.json").read_text())["intensity_range"]
     assert stored is not None and stored[0] < stored[1]  # the range training computed

@@ -37,7 +37,9 @@ def test_run_folder_rebuilds_the_pooling_it_was_trained_with(untrained_run: Path
     config = json.loads((untrained_run / "config.json").read_text()) | {"latent_pool": "mean"}
     (run / "config.json").write_text(json.dumps(config))
     torch.manual_seed(1)
-    net = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8, latent_pool="mean")
+    net = GlassBoxNet(
+        spatial_dims=2, img_size=(32, 32), latent_dim=8, latent_pool="mean", size=config["size"]
+    )
     torch.save({"model": net.state_dict()}, run / "best.pt")
     trained = load_trained_model(run)
     assert trained.network.latent_pool == "mean" and trained.config.latent_pool == "mean"
@@ -57,12 +59,13 @@ def test_run_folder_rebuilds_the_pooled_logits_setting_it_was_trained_with(
     (run / "config.json").write_text(json.dumps(config | {"pooled_logits": False}))
     trained = load_trained_model(run)
     assert trained.config.pooled_logits is False and not trained.network.pooled_logits
-    reference = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8, pooled_logits=False).eval()
+    common = {"spatial_dims": 2, "img_size": (32, 32), "latent_dim": 8, "size": config["size"]}
+    reference = GlassBoxNet(pooled_logits=False, **common).eval()
     reference.load_state_dict(trained.network.state_dict())
     image = torch.rand(2, 1, 32, 32)
     with torch.no_grad():
         assert torch.allclose(trained.network(image)["logits"], reference(image)["logits"], atol=1e-6)
-        protected = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8).eval()
+        protected = GlassBoxNet(**common).eval()
         protected.load_state_dict(trained.network.state_dict())
         assert not torch.allclose(protected(image)["logits"], reference(image)["logits"], atol=1e-4)
 
