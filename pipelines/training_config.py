@@ -87,8 +87,8 @@ class TrainConfig:
         size: network preset, ``"tiny_fine"`` (default: total stride 4, an attention map at 1/4 of
             the input size), ``"tiny"`` (stride 8, fastest), ``"small"`` or ``"base"``; see
             :mod:`networks.presets`. ``tiny_fine`` is the default because its attention map points
-            at the lesion (pointing game 0.94–0.98 on three seeds, ``tiny`` 0.69–0.97) at 0.85× the
-            training speed of ``tiny`` (bundle model card).
+            at the lesion (pointing game 0.94–0.98 on three seeds, ``tiny`` 0.69–0.97) at 0.8–0.93×
+            the training speed of ``tiny`` (bundle model card).
         latent_dim: number of latent variables.
         latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
             ``"attention"`` (default) averages them weighted by the spatial attention map,
