@@ -103,7 +103,6 @@ def run_demo(
     tracking_uri = f"sqlite:///{(out_path / 'mlruns.db').resolve()}"
     common = {
         "datalist": out_path / "cohort" / "datalist.json",
-        "size": "tiny_fine",
         "spatial_size": (64, 64),
         "seed": seed,
         "progress": progress,
