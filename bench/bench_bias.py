@@ -2,7 +2,8 @@
 
 For each seed: a shortcut cohort (``phantoms.generate_shortcut_cohort``: marker agreement 0.9 in
 training/validation/test, a shifted test section with agreement 0.1) and a control cohort
-(agreement 0.5, same shifted section); the ``tiny`` classifier is trained on each; then
+(agreement 0.5, same shifted section); the classifier (``--size``, default the training default)
+is trained on each with the training defaults; then
 
 - ``audit`` on the in-distribution test section and on the shifted one (agreement 0.1): is the
   spurious ``marker`` flagged on the biased model, and the null attribute ``random_group`` never?
@@ -11,15 +12,21 @@ training/validation/test, a shifted test section with agreement 0.1) and a contr
   images with the training agreement (default 3,000; with 0, on the 300-image validation
   section — the network's codes of its own training images are not representative):
   worst-group accuracy on the reversed section before/after, marker probe AUC after (also
-  within each label), AUC change on the in-distribution test set, DFR alongside; the
-  network's weights are checked unchanged.
+  within each label), AUC change on the in-distribution test set, DFR alongside, and how the
+  marker's effect on the calibration codes differs between the labels
+  (:mod:`evaluation.attribute_overlap`); the network's weights are checked unchanged.
 
-Prints flag rates and the mitigation figures (means and per-seed ranges); ``results.json`` holds
-every seed's figures.
+Prints flag rates and the mitigation figures (means, per-seed ranges and one line per seed);
+``results.json`` holds every seed's figures and is written after each run: started again with
+the same ``--out``, the bench keeps the finished runs and does the rest. ``--summarize`` prints
+the summary of one or more ``results.json`` files (e.g. seeds run in parallel processes).
 
 Run: ``.venv/bin/python bench/bench_bias.py --seeds 0 1 2 3 4 --lesion-contrast 0.08 0.25`` (n 3,000,
-10 epochs: with 1,200 images and 6 epochs the model learnt the marker alone — its latent held no
-lesion information to keep).
+the default 20 epochs). Fewer epochs leave the shortcut model with the marker alone: with 1,200
+images and 6 epochs (``tiny``), and with ``tiny_fine`` at 10 epochs (seed 0: test AUC 0.911 =
+the marker's 0.9 agreement; erasing the marker left AUC 0.54), the latent held no lesion
+information to keep; at 20 epochs the same seed read both (test AUC 0.996, 0.993 after
+conditional erasure).
 """
 
 from __future__ import annotations
@@ -129,6 +136,11 @@ def run_one(work: Path, seed: int, correlation: float, args: argparse.Namespace)
             "probe_within_erased": m["test/erased/probe_auc_within_label"],
             "probe_within_erased_shifted": m[f"{SHIFTED_SECTION}/erased/probe_auc_within_label"],
             "weights_unchanged": m["weights_unchanged"],
+            # how the marker's effect on the calibration codes differs between the labels (NaN: not measured)
+            "effect_difference_disease_cosine": m.get(
+                "calibration/effect_difference_disease_cosine", float("nan")
+            ),
+            "effect_difference_ratio": m.get("calibration/effect_difference_ratio", float("nan")),
         }
     return row
 
@@ -145,7 +157,12 @@ def main() -> None:
         help="images of a held-out calibration cohort (training agreement; section 'calibration'); "
         "0: none, calibrate on the validation section",
     )
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=TrainConfig.epochs,
+        help=f"training epochs (default {TrainConfig.epochs})",
+    )
     parser.add_argument(
         "--size",
         choices=tuple(SIZE_PRESETS),
@@ -162,6 +179,13 @@ def main() -> None:
         help="lesion contrast range of both cohorts (default: PhantomConfig's)",
     )
     parser.add_argument("--out", default="runs/bench_bias")
+    parser.add_argument(
+        "--summarize",
+        nargs="+",
+        default=None,
+        metavar="RESULTS_JSON",
+        help="print the summary of finished runs saved in these results.json files (merged) and exit",
+    )
     parser.add_argument(
         "--calibration",
         nargs="+",
@@ -184,49 +208,78 @@ def main() -> None:
         help="training marker-label agreements (0.9: the shortcut; 0.5: the no-shortcut control)",
     )
     args = parser.parse_args()
+    if args.summarize:
+        rows = [row for path in args.summarize for row in json.loads(Path(path).read_text())]
+        print(f"{len(rows)} runs from {', '.join(args.summarize)}")
+        summarize(rows, args.variants)
+        return
     if args.calibration is None:
         args.calibration = ["calibration"] if args.n_calibration > 0 else ["validation"]
     work = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    rows = []
+    results = work / "results.json"
+    # runs already finished in this folder are kept, not repeated: a crash loses nothing measured
+    rows = json.loads(results.read_text()) if results.is_file() else []
+    if rows:
+        print(f"kept {len(rows)} finished runs from {results} (delete it to run them again)", flush=True)
+    done = {(r["seed"], r["train_correlation"]) for r in rows}
     start = time.perf_counter()
     for seed in args.seeds:
         for correlation in args.agreements:
+            if (seed, correlation) in done:
+                continue
             row = run_one(work, seed, correlation, args)
             rows.append(row)
             print(json.dumps(row), flush=True)
-            # every finished run is kept at once: a crash later loses nothing already measured
-            (work / "results.json").write_text(json.dumps(rows, indent=1))
+            results.write_text(json.dumps(rows, indent=1))
     contrast = args.lesion_contrast or PhantomConfig().lesion_contrast_range
     print(
         f"\n{len(rows)} runs in {time.perf_counter() - start:.0f} s; {args.size}, main cohort n={args.n}, "
         f"epochs={args.epochs}, "
         f"lesion contrast {tuple(contrast)}, calibration {'+'.join(args.calibration)}"
     )
+    summarize(rows, args.variants)
+
+
+def summarize(rows: list[dict], variants: list[str]) -> None:
+    """Print flag rates and mitigation figures per training agreement (means and per-seed ranges).
+
+    Args:
+        rows: one dict per finished run (``run_one``'s); a run without a variant is left out of
+            that variant's figures.
+        variants: the erasure variants to report.
+    """
     for correlation in sorted({r["train_correlation"] for r in rows}, reverse=True):
         sub = [r for r in rows if r["train_correlation"] == correlation]
-        print(f"\ntraining marker agreement {correlation} ({len(sub)} seeds)")
+        print(
+            f"\ntraining marker agreement {correlation} ({len(sub)} seeds: {sorted(r['seed'] for r in sub)})"
+        )
         for suffix, where in (("", "in-distribution test"), ("_shifted", f"{SHIFTED_SECTION} section")):
             print(f"  audit of the {where}:")
             for attr in ATTRIBUTES:
                 rate = statistics.mean(float(r[f"flags{suffix}"].get(attr, False)) for r in sub)
                 print(f"    flag rate {attr:13s} {rate:.2f}")
+        aucs = ", ".join(f"{r['test_auc']:.3f}" for r in sub)
+        print(
+            f"  test AUC (training run)           {statistics.mean(r['test_auc'] for r in sub):.3f} ({aucs})"
+        )
+        for name in variants:
+            have = [r for r in sub if name in r]
+            if not have:
+                continue
 
-        print(f"  test AUC (training run)           {statistics.mean(r['test_auc'] for r in sub):.3f}")
-        for name in args.variants:
+            def mean(key: str, have: list[dict] = have, name: str = name) -> float:
+                return statistics.mean(r[name][key] for r in have)
 
-            def mean(key: str, sub: list[dict] = sub, name: str = name) -> float:
-                return statistics.mean(r[name][key] for r in sub)
-
-            def spread(key: str, base: str | None = None, scale: float = 1.0, sub=sub, name=name) -> str:
-                values = [scale * (r[name][key] - (r[name][base] if base else 0.0)) for r in sub]
+            def spread(key: str, base: str | None = None, scale: float = 1.0, have=have, name=name) -> str:
+                values = [scale * (r[name][key] - (r[name][base] if base else 0.0)) for r in have]
                 return (
                     f"{min(values):+.3f} … {max(values):+.3f}"
                     if base
                     else f"{min(values):.3f} … {max(values):.3f}"
                 )
 
-            print(f"  LEACE {name}:")
+            print(f"  LEACE {name} ({len(have)} seeds):")
             print(
                 f"    in-distribution AUC before/after  {mean('id_auc_before'):.3f} / {mean('id_auc_erased'):.3f} "
                 f"(change {mean('id_auc_erased') - mean('id_auc_before'):+.3f}; per seed "
@@ -256,8 +309,17 @@ def main() -> None:
                 f"    per seed: probe after {spread('probe_erased')}, within label after {spread('probe_within_erased')}"
             )
             print(
-                f"    weights unchanged in all runs     {all(r[name]['weights_unchanged'] == 1.0 for r in sub)}"
+                f"    weights unchanged in all runs     {all(r[name]['weights_unchanged'] == 1.0 for r in have)}"
             )
+            for r in have:
+                v = r[name]
+                print(
+                    f"      seed {r['seed']}: AUC {v['id_auc_before']:.3f} → {v['id_auc_erased']:.3f}, shifted WGA "
+                    f"{v['shifted_wga_before']:.2f} → {v['shifted_wga_recalibrated']:.2f}, probe within label "
+                    f"{v['probe_within_erased']:.2f}, marker effect difference along the disease: cosine "
+                    f"{v.get('effect_difference_disease_cosine', float('nan')):+.2f}, "
+                    f"{v.get('effect_difference_ratio', float('nan')):.2f} of its length"
+                )
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
+from evaluation.attribute_overlap import attribute_overlap
 from evaluation.bias_figures import before_after_figure
 from evaluation.concept_erasure import dfr_head, dfr_scores, fit_eraser, state_dict_sha256
 from evaluation.html_report import HtmlReport
@@ -264,6 +265,9 @@ def mitigate(
     dfr = dfr_head(calib_erased[labelled], calib.labels[labelled], groups=calib_groups[labelled], seed=seed)
 
     metrics: dict[str, float] = {"calibration_images": float(len(calib))}
+    overlap_note = _overlap(
+        calib.mu[labelled], calib_groups[labelled], calib.labels[labelled], attribute, metrics
+    )
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     for section in _sections(datalist, sections):
         codes: LatentCodes = encode_datalist(trained, datalist, section, progress=progress)
@@ -300,7 +304,7 @@ def mitigate(
         raise RuntimeError(f"model {trained.source}: weights changed during mitigation (this is a bug)")
     metrics["weights_unchanged"] = 1.0
 
-    summary = _summary(attribute, tables)
+    summary = _summary(attribute, tables) + ([overlap_note] if overlap_note else [])
     report_path = _write_report(
         out_dir,
         trained.source,
@@ -341,6 +345,34 @@ def mitigate(
         "report": report_path,
         "run_id": run_id,
     }
+
+
+def _overlap(
+    mu: np.ndarray, groups: np.ndarray, labels: np.ndarray, attribute: str, metrics: dict[str, float]
+) -> str | None:
+    """Add the calibration codes' :func:`attribute_overlap` to ``metrics``; a sentence when it matters.
+
+    Only for a two-group attribute and two labels with every (label, group) cell filled; ``None``
+    otherwise, or when the attribute's effect hardly depends on the label.
+    """
+    try:
+        overlap = attribute_overlap(mu, groups, labels)
+    except ValueError:
+        return None
+    metrics["calibration/effect_cosine_between_labels"] = overlap.effect_cosine
+    metrics["calibration/effect_difference_disease_cosine"] = overlap.difference_disease_cosine
+    metrics["calibration/effect_difference_ratio"] = overlap.difference_ratio
+    if not (overlap.difference_ratio >= 0.1 and abs(overlap.difference_disease_cosine) >= 0.5):
+        return None
+    way = "weakens" if overlap.difference_disease_cosine < 0 else "strengthens"
+    return (
+        f"On the calibration images {attribute} moves the latent code differently in diseased images: it "
+        f"{way} the disease direction there (the difference of its effects between the labels is "
+        f"{100 * overlap.difference_ratio:.0f} % of the disease direction's length, cosine "
+        f"{overlap.difference_disease_cosine:+.2f}). Erasing {attribute} inside every label (--per-label) "
+        f"therefore removes disease signal with it; erasing it conditional on the label (--conditional) keeps "
+        f"that signal but leaves the difference for a within-label probe to read."
+    )
 
 
 def _summary(attribute: str, tables: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

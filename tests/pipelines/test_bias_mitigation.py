@@ -7,12 +7,15 @@ import json
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 
+from evaluation.attribute_overlap import attribute_overlap
 from evaluation.concept_erasure import ErasedClassifier, LatentEraser
+from evaluation.latent_codes import encode_datalist
 from evaluation.trained_model import load_trained_model
-from pipelines.bias_mitigation import mitigate
+from pipelines.bias_mitigation import _overlap, mitigate
 
 
 def test_mitigation_erases_without_touching_the_model(
@@ -51,6 +54,13 @@ def test_mitigation_erases_without_touching_the_model(
     assert sidecar["attribute"] == "shortcut" and 0.0 <= sidecar["decision_threshold"] <= 1.0
     assert m["test/erased_recalibrated/threshold"] == sidecar["decision_threshold"]
     assert (tmp_path / "before_after_test.png").read_bytes()[:4] == b"\x89PNG"
+    # the calibration codes' overlap of the attribute's effects with the disease direction
+    calib = encode_datalist(trained, datalist, "validation", progress=False)
+    overlap = attribute_overlap(calib.mu, np.asarray(calib.attribute("shortcut"), dtype=object), calib.labels)
+    assert m["calibration/effect_difference_disease_cosine"] == pytest.approx(
+        overlap.difference_disease_cosine
+    )
+    assert m["calibration/effect_difference_ratio"] == pytest.approx(overlap.difference_ratio)
 
 
 def test_eraser_attaches_to_the_model_run_and_registered_version(
@@ -146,3 +156,26 @@ def test_cli_per_label_erasure_removes_more_directions_than_the_pooled_one(
         ranks[flag] = int(torch.linalg.matrix_rank(eraser.proj_left @ eraser.proj_right))
     # the pooled fit removes one direction for a two-valued attribute; one per label removes two
     assert ranks == {"--conditional": 1, "--per-label": 2}
+
+
+def _codes(halving: float, groups: int = 2, n: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y, g = rng.integers(0, 2, n), rng.integers(0, groups, n)
+    mu = 0.05 * rng.normal(size=(n, 6))
+    mu[:, 0] += y * (1 - halving * (g == 1))
+    mu[:, 1] += g
+    return mu, g, y
+
+
+def test_overlap_sentence_explains_why_per_label_erasure_costs_disease_signal() -> None:
+    metrics: dict[str, float] = {}
+    sentence = _overlap(*_codes(0.5), "marker", metrics)
+    assert metrics["calibration/effect_difference_disease_cosine"] < -0.99
+    assert sentence is not None and "weakens the disease direction" in sentence and "67 %" in sentence
+    # an attribute acting alike in both labels: the metrics, no sentence
+    metrics = {}
+    assert _overlap(*_codes(0.0), "marker", metrics) is None
+    assert metrics["calibration/effect_difference_ratio"] < 0.05
+    # three groups: not measured
+    metrics = {}
+    assert _overlap(*_codes(0.5, groups=3), "site", metrics) is None and metrics == {}
