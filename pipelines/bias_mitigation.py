@@ -304,7 +304,9 @@ def mitigate(
         raise RuntimeError(f"model {trained.source}: weights changed during mitigation (this is a bug)")
     metrics["weights_unchanged"] = 1.0
 
-    summary = _summary(attribute, tables) + ([overlap_note] if overlap_note else [])
+    summary = _summary(attribute, tables)
+    if overlap_note:  # before the closing "no weight changed" sentence
+        summary.insert(len(summary) - 1, overlap_note)
     report_path = _write_report(
         out_dir,
         trained.source,
