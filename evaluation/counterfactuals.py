@@ -1,7 +1,11 @@
 """Counterfactual images by latent shift (Cohen et al. 2021, "Gifsplanation via Latent Shift").
 
-Encode the image to its latent mean ``mu``, then walk the latent along the gradient that moves the
-classifier towards the other decision, decoding every step. The difference between the last
+Encode the image to its latent mean (``encode(x)["latent"]``: the whole latent the decoder draws —
+the latent grid and global code of :class:`~networks.SpatialGlassBoxNet`, ``mu`` itself for
+:class:`~networks.GlassBoxNet`), then walk it along the gradient that moves the classifier towards
+the other decision, decoding every step. The logit of a latent is ``classify_latent(latent,
+attention)`` under the image's attention map, which is linear for the spatial core: the walk then
+moves the latent cells under the attention map, where the decoder draws the change. The difference between the last
 step and the reconstruction of ``mu`` shows what would have to change in the image for the
 decision to flip; the walk itself is a "gif" of the change.
 
@@ -21,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -33,13 +38,18 @@ __all__ = ["CounterfactualResult", "latent_shift_counterfactual", "target_log_od
 
 _DECODE_CHUNK = 16
 
+_BACKTRACKS = 16
+
+READOUTS = ("latent", "image")
+"""How the walk reads the decision: from the latent (the head, exact) or from the decoded image re-encoded."""
+
 
 @dataclass
 class CounterfactualResult:
     """The latent-shift walk of one image.
 
     Attributes:
-        latents: latent at each step, ``(T, latent_dim)``; row 0 is the image's ``mu``.
+        latents: whole latent at each step, ``(T, latent_size)``; row 0 is the image's latent mean.
         images: decoded latents, ``(T, C, *spatial)``; row 0 is the reconstruction.
         probs: probability of ``target_class`` at each step, ``(T,)``.
         flipped: whether the decision (``prob >= threshold``) differs at the last step.
@@ -124,6 +134,9 @@ def latent_shift_counterfactual(
     min_drop: float | None = None,
     sigma: torch.Tensor | None = None,
     change_tol: float = 0.05,
+    frames: int | None = None,
+    overshoot: float = 0.0,
+    readout: str = "latent",
 ) -> CounterfactualResult:
     """Shift an image's latent mean until the classifier's decision flips, decoding every step.
 
@@ -144,10 +157,24 @@ def latent_shift_counterfactual(
         step_size: step length in units of ``sigma`` (> 0).
         max_steps: most steps (>= 1).
         min_drop: stop once the probability has moved this much (in (0, 1]) instead of at the crossing.
-        sigma: per-latent scale, ``(latent_dim,)`` and positive (e.g.
+        sigma: per-latent scale of the whole latent, ``(latent_size,)`` and positive (e.g.
             :func:`~evaluation.latent_traversal.aggregate_posterior_std`); default ones.
         change_tol: a pixel counts as changed when ``|diff|`` exceeds ``change_tol`` times the
             reconstruction's intensity range (max − min; 0.05 = 5 % of it).
+        frames: walk in this many steps to the target log-odds instead of fixed ``step_size``
+            steps: each step covers the distance a linear head still needs divided by the steps
+            left, so with the linear heads of both cores the walk lands on the target in ``frames``
+            evenly spaced decodings however far it is (``max_steps`` still caps it).
+        overshoot: the target lies this many log-odds beyond the threshold (0: stop at the
+            crossing; 2: a decision as confident as p = 0.12 against a 0.5 threshold), so that the
+            counterfactual is a clear case of the other class, not a borderline one.
+        readout: where the walk reads the decision. ``"latent"``: the head on the latent
+            (``classify_latent``; exact and linear for the linear heads, but a direction the head
+            reads need not be one the decoder draws). ``"image"`` (Cohen et al.'s original): the
+            whole network on the *decoded* latent, so the gradient passes through the decoder and
+            the walk changes what is drawn; a step that does not move the decision is halved (up
+            to 16 times) and the walk stops if none does, so ``probs`` is monotone
+            (``bench/bench_generative_core.py`` compares both readouts).
 
     Returns:
         A :class:`CounterfactualResult`.
@@ -172,10 +199,16 @@ def latent_shift_counterfactual(
         raise ValueError(f"min_drop must be None or in (0, 1], got {min_drop!r}")
     if not change_tol >= 0:
         raise ValueError(f"change_tol must be >= 0, got {change_tol!r}")
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise ValueError(f"frames must be None or an int >= 1, got {frames!r}")
+    if not overshoot >= 0:
+        raise ValueError(f"overshoot must be >= 0, got {overshoot!r}")
 
     with eval_mode(model):
-        mu = model.encode(image)["mu"].detach()
-        num_classes = model.classify(mu).shape[1]
+        enc = model.encode(image)
+        mu = enc["latent"].detach() if "latent" in enc else enc["mu"].detach()
+        attention = enc.get("latent_attention", enc["attention"]).detach()
+        num_classes = model.classify(enc["mu"]).shape[1]
     target_class = _check_target(target_class, num_classes)
     if sigma is None:
         sigma = torch.ones_like(mu[0])
@@ -185,29 +218,57 @@ def latent_shift_counterfactual(
     if not bool(torch.isfinite(sigma).all() and (sigma > 0).all()):
         raise ValueError(f"sigma must be finite and > 0 in every dim, got {sigma.tolist()}")
 
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+
+    def logits_of(z: torch.Tensor) -> torch.Tensor:
+        if readout == "image":  # Cohen et al.: the classifier reads the decoded image
+            return model.classify(model.encode(model.decode(z))["mu"])
+        return model.classify_latent(z, attention)
+
     z = mu.clone()
     latents, probs = [z[0]], []
     with eval_mode(model):
-        p0 = float(torch.softmax(model.classify(z), dim=1)[0, target_class])
+        p0 = float(torch.softmax(logits_of(z), dim=1)[0, target_class])
         probs.append(p0)
         direction = -1.0 if p0 >= threshold else 1.0
+        # target log-odds: ``overshoot`` beyond the threshold, on the other side
+        goal = math.log(threshold / (1.0 - threshold)) + direction * overshoot
         p = p0
-        for _ in range(max_steps):
+        for i in range(max_steps):
             moved = direction * (p - p0)
-            if (min_drop is not None and moved >= min_drop) or (
-                min_drop is None and (p >= threshold) != (p0 >= threshold)
-            ):
+            crossed = (p >= threshold) != (p0 >= threshold)
+            if min_drop is not None and moved >= min_drop:
                 break
+            if min_drop is None and crossed:
+                log_odds = math.log(max(p, 1e-12) / max(1.0 - p, 1e-12))
+                if direction * (log_odds - goal) >= -1e-6:
+                    break
             with torch.enable_grad():
                 zg = z.detach().requires_grad_(True)
-                score = target_log_odds(model.classify(zg), target_class).sum()
+                score = target_log_odds(logits_of(zg), target_class).sum()
                 (grad,) = torch.autograd.grad(score, zg)
             whitened = grad[0] * sigma
             norm = whitened.norm()
             if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
                 break  # nothing to follow: the head does not depend on the latent here
-            z = z + direction * step_size * sigma * whitened / norm
-            p = float(torch.softmax(model.classify(z), dim=1)[0, target_class])
+            step = step_size
+            if frames is not None:
+                left = max(1, frames - i)
+                step = max(abs(goal - float(score)) / float(norm) / left, 1e-6)
+            # backtracking: a step must move the probability the way the walk goes (always so for
+            # the linear readout; the image readout passes through the decoder and the encoder)
+            for _ in range(_BACKTRACKS):
+                candidate = z + direction * step * sigma * whitened / norm
+                logits_new = logits_of(candidate)
+                p_new = float(torch.softmax(logits_new, dim=1)[0, target_class])
+                moved_by = float(target_log_odds(logits_new, target_class).sum() - score)
+                if direction * moved_by > 0 or readout == "latent":
+                    break
+                step = step / 2
+            else:
+                break  # no step along the gradient moves the decision: stop the walk
+            z, p = candidate, p_new
             latents.append(z[0])
             probs.append(p)
         latent_table = torch.stack(latents)

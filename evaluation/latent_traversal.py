@@ -166,6 +166,7 @@ def latent_traversal(
     steps: int = 7,
     span: float = 3.0,
     target_class: int = 1,
+    attention: torch.Tensor | None = None,
 ) -> TraversalResult:
     """Decode ``mu`` with one latent at a time moved to ``mu[d] + v * sigma[d]``, ``v`` in ``[-span, span]``.
 
@@ -180,6 +181,11 @@ def latent_traversal(
         steps: values per latent (>= 2), evenly spaced from ``-span`` to ``span``.
         span: largest offset, in units of ``sigma`` (> 0).
         target_class: class whose softmax probability is recorded.
+        attention: for a :class:`~networks.SpatialGlassBoxNet`, the image's attention map at the
+            latent grid's size (``encode(x)["latent_attention"]``). ``mu`` is then the whole latent
+            (``encode(x)["latent"]``), ``sigma`` and ``dims`` refer to the head's ``latent_dim``
+            dimensions, and dimension ``d`` moves along :meth:`~networks.SpatialGlassBoxNet.latent_direction`
+            (a pooled channel where the attention map looks, or one number of the global code).
 
     Returns:
         A :class:`TraversalResult`.
@@ -197,8 +203,13 @@ def latent_traversal(
     """
     mu = _as_vector("mu", mu)
     sigma = _as_vector("sigma", sigma).to(mu)
-    latent_dim = mu.shape[0]
-    if sigma.shape != mu.shape:
+    spatial = getattr(model, "latent_kind", "vector") == "spatial"
+    latent_dim = sigma.shape[0] if spatial else mu.shape[0]
+    if spatial and attention is None:
+        raise ValueError(
+            "attention: a spatial-latent model needs the image's attention map for traversals, got None"
+        )
+    if not spatial and sigma.shape != mu.shape:
         raise ValueError(f"sigma must have shape ({latent_dim},) like mu, got {tuple(sigma.shape)}")
     if not bool(torch.isfinite(sigma).all() and (sigma > 0).all()):
         raise ValueError(f"sigma must be finite and > 0 in every dim, got {sigma.tolist()}")
@@ -213,12 +224,22 @@ def latent_traversal(
     offsets = torch.linspace(-span, span, steps, dtype=mu.dtype, device=mu.device)
     k = len(dims)
     z = mu.repeat(k * steps + 1, 1)  # row 0: mu itself
-    rows = torch.arange(k * steps, device=mu.device) + 1
-    cols = torch.tensor(dims, device=mu.device).repeat_interleave(steps)
-    z[rows, cols] += offsets.repeat(k) * sigma[cols]
+    if spatial:
+        att = attention.reshape(1, 1, *attention.shape[-len(model.feature_size) :]).to(mu)
+        for i, d in enumerate(dims):
+            direction = model.latent_direction(d, att)[0].to(mu)
+            rows = slice(1 + i * steps, 1 + (i + 1) * steps)
+            z[rows] += (offsets * sigma[d])[:, None] * direction[None]
+    else:
+        rows = torch.arange(k * steps, device=mu.device) + 1
+        cols = torch.tensor(dims, device=mu.device).repeat_interleave(steps)
+        z[rows, cols] += offsets.repeat(k) * sigma[cols]
     with eval_mode(model):
         images = model.decode(z).detach()
-        logits = model.classify(z).detach()
+        if spatial:
+            logits = model.classify_latent(z, att.expand(z.shape[0], *att.shape[1:])).detach()
+        else:
+            logits = model.classify(z).detach()
     target_class = _check_target(target_class, logits.shape[1])
     probs = torch.softmax(logits.float(), dim=1)[:, target_class]
     base = images[0]

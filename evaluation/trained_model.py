@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from networks.glassbox import GlassBoxNet
+from networks.spatial_glassbox import SpatialGlassBoxNet
 from pipelines.mlflow_tracking import RUN_ID_FILE
 from pipelines.training_config import TrainConfig, resolve_tracking_uri
 
@@ -90,19 +91,28 @@ def _read_config(path: Path, source: str) -> TrainConfig:
         raise ValueError(f"model {source}: {path} is not a readable JSON file ({err})") from err
 
 
-def _network(config: TrainConfig) -> GlassBoxNet:
+def _network(config: TrainConfig) -> GlassBoxNet | SpatialGlassBoxNet:
     from pipelines.training import build_network  # imported late: pipelines imports evaluation
 
     return build_network(config)
 
 
-def _load_checkpoint(network: GlassBoxNet, checkpoint: Path, source: str) -> None:
+def _load_checkpoint(network: GlassBoxNet | SpatialGlassBoxNet, checkpoint: Path, source: str) -> None:
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for a bad file
         raise ValueError(f"model {source}: {checkpoint} is not a readable checkpoint ({err})") from err
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
+    if isinstance(state, dict):
+        saved = "spatial" if any(str(k).startswith("to_spatial.") for k in state) else "vector"
+        built = getattr(network, "latent_kind", "vector")
+        if saved != built:
+            raise ValueError(
+                f"model {source}: {checkpoint} holds the {saved}-latent core but its config.json describes the "
+                f'{built}-latent core (latent={built!r}); the architecture changed: set "latent": "{saved}" '
+                "in config.json or retrain"
+            )
     try:
         network.load_state_dict(state)
     except (RuntimeError, TypeError) as err:
@@ -163,8 +173,10 @@ def _from_mlflow(ref: str, tracking_uri: str | None) -> TrainedModel:
     except Exception as err:  # noqa: BLE001 - MLflow raises many types
         reason = " ".join(str(err).split())[:300]
         raise ValueError(f"model {ref}: could not load it from MLflow at {uri} ({reason})") from err
-    if not isinstance(network, GlassBoxNet):
-        raise ValueError(f"model {ref}: expected a GlassBoxNet, MLflow returned {type(network).__name__}")
+    if not isinstance(network, (GlassBoxNet, SpatialGlassBoxNet)):
+        raise ValueError(
+            f"model {ref}: expected a GlassBoxNet or SpatialGlassBoxNet, MLflow returned {type(network).__name__}"
+        )
     return TrainedModel(network=network.eval(), config=config, source=ref, run_id=run_id, tracking_uri=uri)
 
 

@@ -18,10 +18,14 @@ from networks.losses import (
 )
 from networks.presets import SIZE_PRESETS, NetPreset, get_preset
 from networks.shuffle_units import UNIT_TYPES, ShuffleDownUnit, ShuffleUnit, channel_shuffle
+from networks.spatial_decoder import SpatialLatentDecoder
+from networks.spatial_glassbox import SpatialGlassBoxNet
 from networks.summary import count_macs, count_parameters, format_summary, model_summary
 
 __all__ = [
     "GlassBoxNet",
+    "SpatialGlassBoxNet",
+    "SpatialLatentDecoder",
     "GlassBoxLoss",
     "ShuffleEncoder",
     "ShuffleUnit",

@@ -106,6 +106,9 @@ class GlassBoxNet(nn.Module):
         (['attention', 'logits', 'logvar', 'mu', 'recon'], torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 8, 8]))
     """
 
+    latent_kind = "vector"
+    """The latent :meth:`decode` draws is ``mu`` itself (see :class:`~networks.spatial_glassbox.SpatialGlassBoxNet`)."""
+
     # Output keys as TorchScript constants (a script module cannot read ``Keys`` itself).
     __constants__ = ["key_recon", "key_mu", "key_logvar", "key_logits", "key_attention", "pooled_logits"]
     key_recon = Keys.RECON.value
@@ -270,7 +273,7 @@ class GlassBoxNet(nn.Module):
             ValueError: if ``x`` does not fit the network (see :meth:`check_input`).
         """
         mu, logvar, _, attention = self._encode(x)
-        return {self.key_mu: mu, self.key_logvar: logvar, self.key_attention: attention}
+        return {self.key_mu: mu, self.key_logvar: logvar, self.key_attention: attention, "latent": mu}
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(mu, logvar, mu_for_classifier, attention)``; see :meth:`encode`."""
@@ -315,6 +318,24 @@ class GlassBoxNet(nn.Module):
     def classify(self, mu: torch.Tensor) -> torch.Tensor:
         """Logits ``(batch, num_classes)`` from latent means ``(batch, latent_dim)``."""
         return self.head(mu)
+
+    @torch.jit.export
+    def head_vector(self, latent: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """The vector the head reads from a latent :meth:`decode` draws: ``latent`` itself here."""
+        return latent
+
+    @torch.jit.export
+    def classify_latent(self, latent: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+        """Logits of latents :meth:`decode` draws (``attention`` is not needed by this core)."""
+        return self.classify(latent)
+
+    def latent_direction(self, dim: int, attention: torch.Tensor) -> torch.Tensor:
+        """The unit vector of latent ``dim``, one row per attention map, ``(batch, latent_dim)``."""
+        if not 0 <= dim < self.latent_dim:
+            raise ValueError(f"dim must be in [0, {self.latent_dim - 1}], got {dim}")
+        direction = torch.zeros(attention.shape[0], self.latent_dim, device=attention.device)
+        direction[:, dim] = 1.0
+        return direction
 
     def latent_contributions(self, mu: torch.Tensor) -> torch.Tensor:
         """Per-latent contributions ``weight[k, j] * mu[b, j]`` to each logit, ``(batch, num_classes, latent_dim)``.

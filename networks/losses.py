@@ -183,6 +183,11 @@ class GlassBoxLoss(nn.Module):
         ce_weight: weight of the cross-entropy term.
         spatial_dims: 2 or 3 (for SSIM).
         data_range: intensity range of the images (for SSIM).
+        spatial_beta: weight of the KL of the latent grid (``spatial_mu``/``spatial_logvar``,
+            summed over cells) when the outputs come from
+            :class:`~networks.spatial_glassbox.SpatialGlassBoxNet`; there ``beta`` and the capacity
+            apply to the global code (``global_mu``/``global_logvar``). Small, as in MONAI's
+            ``AutoencoderKL`` recipes: the grid must keep the few cells of a small finding.
         attention_weight: weight of an L1 sparsity term on the attention map (its mean value
             over the batch, ``outputs["attention"]``, in [0, 1]); 0 (default) disables it. A
             sigmoid map that must stay low where nothing is found has to single out the cells
@@ -212,6 +217,7 @@ class GlassBoxLoss(nn.Module):
         spatial_dims: int = 2,
         data_range: float = 1.0,
         attention_weight: float = 0.0,
+        spatial_beta: float = 1e-3,
     ) -> None:
         super().__init__()
         for name, value in (
@@ -219,6 +225,7 @@ class GlassBoxLoss(nn.Module):
             ("ssim_weight", ssim_weight),
             ("ce_weight", ce_weight),
             ("attention_weight", attention_weight),
+            ("spatial_beta", spatial_beta),
         ):
             if value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
@@ -231,6 +238,7 @@ class GlassBoxLoss(nn.Module):
         self.recon_kind, self.recon_reduction = recon_kind, recon_reduction
         self.ssim_weight, self.ce_weight = float(ssim_weight), float(ce_weight)
         self.attention_weight = float(attention_weight)
+        self.spatial_beta = float(spatial_beta)
         self.ssim = SSIMLoss(spatial_dims=spatial_dims, data_range=data_range) if ssim_weight > 0 else None
         self.iteration = 0
         """Step used when ``forward`` gets no ``step`` (a handler can set it from ``engine.state.iteration``)."""
@@ -252,8 +260,10 @@ class GlassBoxLoss(nn.Module):
             step: training iteration for the capacity schedule (default: ``self.iteration``).
 
         Returns:
-            Dict with scalar tensors ``loss``, ``recon``, ``kl`` (total nats), ``ce``,
-            ``capacity`` and the vector ``kl_per_dim``.
+            Dict with scalar tensors ``loss``, ``recon``, ``kl`` (total nats; of the global code
+            for the spatial core), ``kl_grid`` (the latent grid's KL, 0 for the vector core),
+            ``ce``, ``capacity`` and the vector ``kl_per_dim`` (one per ``mu`` dimension: for the
+            spatial core each grid channel's KL summed over cells, then the global code's).
 
         Raises:
             KeyError: ``attention_weight`` > 0 and ``outputs`` holds no ``attention`` map.
@@ -263,12 +273,25 @@ class GlassBoxLoss(nn.Module):
         )
         if self.ssim is not None:
             recon = recon + self.ssim_weight * self.ssim(outputs[Keys.RECON], target)
-        per_dim = kl_per_dim(outputs[Keys.MU], outputs[Keys.LOGVAR])
-        kl = per_dim.sum()
+        spatial = "spatial_mu" in outputs  # the spatial-latent core: a grid plus a global code
+        if spatial:
+            global_per_dim = kl_per_dim(outputs["global_mu"], outputs["global_logvar"])
+            grid = outputs["spatial_mu"].shape[:2]
+            grid_per_channel = kl_per_dim(
+                outputs["spatial_mu"].reshape(*grid, -1), outputs["spatial_logvar"].reshape(*grid, -1)
+            ).sum(dim=1)
+            grid_kl = grid_per_channel.sum()
+            kl = global_per_dim.sum()
+            per_dim = torch.cat([grid_per_channel, global_per_dim])
+        else:
+            per_dim = kl_per_dim(outputs[Keys.MU], outputs[Keys.LOGVAR])
+            kl = per_dim.sum()
         capacity = capacity_at(self.iteration if step is None else step, self.c_max, self.c_steps)
         logits = outputs[Keys.LOGITS]
         ce = logits.sum() * 0.0 if labels is None else masked_cross_entropy(logits, labels)
         loss = recon + beta_kl(kl, self.beta, capacity) + self.ce_weight * ce
+        if spatial:
+            loss = loss + self.spatial_beta * grid_kl
         if self.attention_weight > 0:
             if Keys.ATTENTION not in outputs:
                 raise KeyError(
@@ -283,4 +306,5 @@ class GlassBoxLoss(nn.Module):
             "kl_per_dim": per_dim,
             "ce": ce,
             "capacity": torch.tensor(capacity, dtype=kl.dtype, device=kl.device),
+            "kl_grid": grid_kl if spatial else kl * 0.0,
         }

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from .anatomy import TemplateGrid, sample_anatomy, template_grid, warp_anatomy
-from .cohort_writer import write_datalist, write_factors_csv, write_phantom_config, write_subject_files
+from .cohort_writer import (
+    write_datalist,
+    write_factors_csv,
+    write_phantom_config,
+    write_reference_files,
+    write_subject_files,
+)
 from .lesions import Lesion, add_lesion, lesion_mask, mask_box, sample_lesion
 from .phantom_config import SPLITS, PhantomConfig
 from .site_effects import apply_acquisition, apply_marker, sample_acquisition, site_profiles
@@ -41,6 +48,8 @@ class RenderedSubject:
     mask: np.ndarray
     boxes: list[list[int]]
     factors: dict[str, Any]
+    clean: np.ndarray | None = None
+    body: np.ndarray | None = None
 
 
 def subject_grid(cfg: PhantomConfig) -> TemplateGrid:
@@ -76,8 +85,12 @@ def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> 
     acq_rng = subject_rng(cfg.seed, subject.index, "acquisition")
     acquisition = sample_acquisition(acq_rng, subject.site, cfg)
     image = apply_acquisition(t1, acquisition, acq_rng, cfg)
+    clean_params = dataclasses.replace(acquisition, bias_strength=0.0, noise_sigma=0.0)
+    clean = apply_acquisition(t1, clean_params, np.random.default_rng(0), cfg)
+    body = (t1 > 0.05 * float(t1.max())).astype(np.uint8)
     if subject.marker:
         apply_marker(image, cfg)
+        apply_marker(clean, cfg)
 
     row: dict[str, Any] = {
         "id": subject.id,
@@ -115,10 +128,12 @@ def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> 
             "intensity_scale": acquisition.intensity_scale,
         }
     )
-    return RenderedSubject(image=image, mask=mask, boxes=boxes, factors=row)
+    return RenderedSubject(image=image, mask=mask, boxes=boxes, factors=row, clean=clean, body=body)
 
 
-def generate_cohort(config: PhantomConfig, out_dir: str | Path, progress: bool = True) -> dict[str, Any]:
+def generate_cohort(
+    config: PhantomConfig, out_dir: str | Path, progress: bool = True, references: bool = False
+) -> dict[str, Any]:
     """Generate a phantom cohort and write it into ``out_dir``.
 
     Existing files of the same names are overwritten; nothing else in ``out_dir`` is touched.
@@ -127,6 +142,9 @@ def generate_cohort(config: PhantomConfig, out_dir: str | Path, progress: bool =
         config: the cohort config.
         out_dir: destination folder (created if missing).
         progress: show a tqdm progress bar.
+        references: also write each subject's clean image (no noise, no bias field) to ``clean/``
+            and its body mask to ``body/``, named in the records as ``clean`` and ``body`` (what
+            ``bench/bench_generative_core.py`` scores reconstructions and counterfactuals with).
 
     Returns:
         Summary: ``kind``, ``n``, ``out_dir``, ``counts`` (per split), ``label_counts``,
@@ -163,16 +181,19 @@ def generate_cohort(config: PhantomConfig, out_dir: str | Path, progress: bool =
         image_rel, mask_rel = write_subject_files(
             out, cfg, subject, rendered.image, rendered.mask, grid.affine
         )
-        records.append(
-            {
-                "id": subject.id,
-                "image": image_rel,
-                "label": subject.label,
-                "mask": mask_rel,
-                "boxes": rendered.boxes,
-                "attributes": subject.attributes(),
-            }
-        )
+        record = {
+            "id": subject.id,
+            "image": image_rel,
+            "label": subject.label,
+            "mask": mask_rel,
+            "boxes": rendered.boxes,
+            "attributes": subject.attributes(),
+        }
+        if references:
+            record["clean"], record["body"] = write_reference_files(
+                out, cfg, subject.id, rendered.clean, rendered.body, grid.affine
+            )
+        records.append(record)
         rendered.factors["split"] = split
         rows.append(rendered.factors)
 

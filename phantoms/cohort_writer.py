@@ -90,6 +90,35 @@ def write_subject_files(
     return image_rel, mask_rel
 
 
+def write_reference_files(
+    out_dir: Path, cfg: PhantomConfig, sid: str, clean: np.ndarray, body: np.ndarray, affine: np.ndarray
+) -> tuple[str, str]:
+    """Write one subject's clean image and body mask (``clean/`` and ``body/``, the image's format).
+
+    The clean image is what the acquisition would give without noise and bias field (the site's
+    contrast and the marker kept): the target a reconstruction that "corrects defects" is scored
+    against. DICOM cohorts get NIfTI references.
+
+    Returns:
+        The relative clean-image and body-mask paths.
+    """
+    image_rel, mask_rel = file_names(cfg, sid)
+    if cfg.image_format == "dicom":
+        image_rel = f"images/{sid}.nii.gz"
+        mask_rel = f"masks/{sid}.nii.gz"
+    clean_rel = "clean/" + image_rel.split("/", 1)[1]
+    body_rel = "body/" + mask_rel.split("/", 1)[1]
+    (out_dir / clean_rel).parent.mkdir(parents=True, exist_ok=True)
+    (out_dir / body_rel).parent.mkdir(parents=True, exist_ok=True)
+    if clean_rel.endswith(".png"):
+        write_png_image(out_dir / clean_rel, clean)
+        write_png_mask(out_dir / body_rel, body)
+    else:
+        write_nifti(out_dir / clean_rel, clean, affine)
+        write_nifti(out_dir / body_rel, body.astype(np.uint8), affine)
+    return clean_rel, body_rel
+
+
 def write_datalist(
     path: Path, cfg: PhantomConfig, records: list[dict[str, Any]], splits: list[str], description: str
 ) -> None:

@@ -102,6 +102,9 @@ def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
         extra["cache_rate"] = args.cache_rate
     if args.latent_pool is not None:
         extra["latent_pool"] = args.latent_pool
+    for name in ("latent", "spatial_channels", "spatial_beta"):
+        if getattr(args, name, None) is not None:
+            extra[name] = getattr(args, name)
     if args.pooled_logits is not None:
         extra["pooled_logits"] = args.pooled_logits
     if mode == "classify":
@@ -205,6 +208,19 @@ def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, d
         "1.2x faster to train; see the model card)",
     )
     parser.add_argument("--latent-dim", type=int, default=16)
+    parser.add_argument(
+        "--latent",
+        choices=("spatial", "vector"),
+        default=None,
+        help="generative core (default spatial: a latent grid plus a global code, the decoder draws small "
+        "findings; vector: one latent vector)",
+    )
+    parser.add_argument(
+        "--spatial-channels", type=int, default=None, help="channels of the latent grid (default 8)"
+    )
+    parser.add_argument(
+        "--spatial-beta", type=float, default=None, help="weight of the latent grid's KL (default 0.001)"
+    )
     parser.add_argument(
         "--latent-pool",
         choices=("attention", "mean", "max"),

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from monai.networks.utils import eval_mode
 
+from evaluation.body_mask import estimate_body_mask, outside_share
 from evaluation.counterfactuals import CounterfactualResult, latent_shift_counterfactual
 from evaluation.explanation_figures import (
     counterfactual_figure,
@@ -48,6 +49,7 @@ from evaluation.html_report import HtmlReport
 from evaluation.infill_counterfactuals import InfillCounterfactual, infill_counterfactual
 from evaluation.latent_codes import load_model_input
 from evaluation.latent_traversal import (
+    TraversalResult,
     aggregate_posterior_std,
     kl_per_dimension,
     latent_traversal,
@@ -87,6 +89,13 @@ class ExplainSettings:
         traversal_span: traversal range in σ of the aggregate posterior.
         cf_step_size: latent-shift step (in σ units along the gradient).
         cf_max_steps: maximum latent-shift steps.
+        cf_frames: the latent shift walks to its target in this many evenly spaced steps
+            (``None``: fixed ``cf_step_size`` steps, as the first version did).
+        cf_overshoot: the latent shift's target, in log-odds beyond the threshold (2: the
+            counterfactual is decided as firmly as p = 0.12 against 0.5).
+        cf_readout: where the latent shift reads the decision, ``"image"`` (default: the network
+            on the decoded latent, Cohen et al.) or ``"latent"`` (the head on the latent); see
+            :func:`evaluation.counterfactuals.latent_shift_counterfactual`.
         infill_window: edge in pixels of the windows the infill counterfactual tries first (a
             second pass tries windows of half that edge inside the region found).
         infill_stride: step between those windows; ``None`` (default): half the window in 2D
@@ -109,6 +118,9 @@ class ExplainSettings:
     traversal_span: float = 3.0
     cf_step_size: float = 0.1
     cf_max_steps: int = 80
+    cf_frames: int | None = 20
+    cf_overshoot: float = 2.0
+    cf_readout: str = "image"
     infill_window: int = 8
     infill_stride: int | None = None
     topk_fraction: float = 0.05
@@ -180,6 +192,24 @@ def _score_fn(trained: TrainedModel, target_class: int):
     return score
 
 
+def traversal_of(
+    trained: TrainedModel, x: torch.Tensor, sigma: torch.Tensor, dims: list[int], settings: ExplainSettings
+) -> TraversalResult:
+    """Traversals of the head's dimensions ``dims`` for one image, on the latent the model's decoder draws."""
+    with torch.no_grad(), eval_mode(trained.network):
+        enc = trained.network.encode(x)
+    return latent_traversal(
+        trained.network,
+        enc["latent"][0],
+        sigma,
+        dims=dims,
+        steps=settings.traversal_steps,
+        span=settings.traversal_span,
+        target_class=settings.target_class,
+        attention=enc.get("latent_attention"),
+    )
+
+
 def image_explanations(
     trained: TrainedModel,
     x: torch.Tensor,
@@ -195,7 +225,11 @@ def image_explanations(
         threshold=settings.threshold,
         step_size=settings.cf_step_size,
         max_steps=settings.cf_max_steps,
-        sigma=sigma,
+        frames=settings.cf_frames,
+        overshoot=settings.cf_overshoot,
+        readout=settings.cf_readout,
+        # the spatial core's latent grid is held to N(0, I) cell by cell: unit steps there
+        sigma=None if getattr(trained.network, "latent_kind", "vector") == "spatial" else sigma,
     )
     stride = settings.infill_stride
     if stride is None:
@@ -218,7 +252,10 @@ def image_explanations(
         counterfactual=cf,
         infill=infill,
     )
-    scores: dict[str, float] = {}
+    scores: dict[str, float] = {
+        # a counterfactual drawn outside the anatomy (a corner marker, the frame) is a shortcut
+        "counterfactual/outside_body_share": outside_share(cf.diff_map, estimate_body_mask(x[0], 0.1)),
+    }
     score_fn = _score_fn(trained, settings.target_class)
     for method, saliency in maps.items():
         curves = deletion_insertion_auc(score_fn, x, saliency, steps=settings.deletion_steps)
@@ -290,15 +327,7 @@ def explain_image(
     prob = float(torch.softmax(outputs["logits"], dim=1)[0, settings.target_class])
     ranking = rank_dimensions(trained.network, mu, kl, target_class=settings.target_class)
     dims = [r["dim"] for r in ranking[: settings.traversal_dims]]
-    traversal = latent_traversal(
-        trained.network,
-        mu,
-        sigma,
-        dims=dims,
-        steps=settings.traversal_steps,
-        span=settings.traversal_span,
-        target_class=settings.target_class,
-    )
+    traversal = traversal_of(trained, x, sigma, dims, settings)
     cf, infill, maps, scores = image_explanations(trained, x, settings, sigma, m)
     figures = [
         traversal_figure(traversal, out_dir / "traversal.png", ranking=ranking),

@@ -35,7 +35,6 @@ from evaluation.latent_codes import LatentCodes, encode_datalist, load_model_inp
 from evaluation.latent_traversal import (
     aggregate_posterior_std,
     kl_per_dimension,
-    latent_traversal,
     rank_dimensions,
 )
 from evaluation.trained_model import load_trained_model
@@ -45,8 +44,12 @@ from pipelines.explain import (
     ExplainSettings,
     finish_analysis,
     image_explanations,
+    traversal_of,
     write_metrics,
 )
+
+OUTSIDE_BODY_LIMIT = 0.05
+"""A counterfactual with more than this share of its difference outside the body is reported as drawn outside the anatomy."""
 
 __all__ = ["explain_dataset"]
 
@@ -204,6 +207,9 @@ def explain_dataset(
         metrics["cf_reencoded_flip_rate"] = float(np.mean(reencoded))
         metrics["cf_median_changed_fraction"] = float(np.median(changed))
         metrics["cf_median_latent_distance_sigma"] = float(np.median(distances))
+        outside = [scores["counterfactual/outside_body_share"] for scores in per_image]
+        metrics["cf_mean_outside_body_share"] = float(np.mean(outside))
+        metrics["cf_outside_body_rate"] = float(np.mean([share > OUTSIDE_BODY_LIMIT for share in outside]))
         metrics["infill_flip_rate"] = float(np.mean(infill_flips))
         metrics["infill_median_changed_fraction"] = float(np.median(infill_changed))
         metrics["infill_median_region_fraction"] = float(np.median(infill_regions))
@@ -218,6 +224,12 @@ def explain_dataset(
             f"Counterfactuals flip the decision for {100 * metrics['cf_flip_rate']:.0f} % of them; the median counterfactual changes "
             f"{100 * metrics['cf_median_changed_fraction']:.1f} % of the pixels and moves the latent {metrics['cf_median_latent_distance_sigma']:.2f} σ; "
             f"re-encoded, {100 * metrics['cf_reencoded_flip_rate']:.0f} % of the counterfactual images are classified across the threshold too."
+        )
+        summary.append(
+            f"On average {100 * metrics['cf_mean_outside_body_share']:.1f} % of a counterfactual's difference lies outside the body "
+            f"(estimated from the image); {100 * metrics['cf_outside_body_rate']:.0f} % of the counterfactuals put more than "
+            f"{100 * OUTSIDE_BODY_LIMIT:.0f} % of it there — a decision flipped by drawing outside the anatomy (a corner marker, "
+            "the frame) is a shortcut, not a finding."
         )
         summary.append(
             f"Replacing a region by the network's own reconstruction (infill counterfactual) changes the decision for "
@@ -265,15 +277,7 @@ def explain_dataset(
                 trained.network, torch.from_numpy(codes.mu[i]).float(), kl, target_class=settings.target_class
             )
             dims = [r["dim"] for r in ranking[: settings.traversal_dims]]
-            traversal = latent_traversal(
-                trained.network,
-                torch.from_numpy(codes.mu[i]).float(),
-                sigma,
-                dims=dims,
-                steps=settings.traversal_steps,
-                span=settings.traversal_span,
-                target_class=settings.target_class,
-            )
+            traversal = traversal_of(trained, x, sigma, dims, settings)
             tr_fig = traversal_figure(traversal, out_dir / "traversal_0.png", ranking=ranking)
             report.figure(
                 tr_fig, f"{codes.ids[i]}: traversals of the most influential latents.", root=out_dir

@@ -49,6 +49,7 @@ from monai.utils import set_determinism
 
 from networks.glassbox import GlassBoxNet
 from networks.losses import GlassBoxLoss
+from networks.spatial_glassbox import SpatialGlassBoxNet
 from pipelines.checkpointing import BestScore, checkpoint_keys, save_last_checkpoint
 from pipelines.datalists import UNLABELLED, check_labels, load_datalist, mask_labels
 from pipelines.distributed import (
@@ -90,8 +91,18 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 
 
-def build_network(config: TrainConfig) -> GlassBoxNet:
-    """The ``GlassBoxNet`` a config describes (one input channel)."""
+def build_network(config: TrainConfig) -> GlassBoxNet | SpatialGlassBoxNet:
+    """The network a config describes (one input channel): the spatial-latent or the vector core."""
+    if config.latent == "spatial":
+        return SpatialGlassBoxNet(
+            spatial_dims=config.spatial_dims,
+            in_channels=1,
+            num_classes=config.num_classes,
+            img_size=config.spatial_size,
+            size=config.size,
+            latent_dim=config.latent_dim,
+            spatial_channels=config.spatial_channels,
+        )
     return GlassBoxNet(
         spatial_dims=config.spatial_dims,
         in_channels=1,
@@ -332,6 +343,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         ce_weight=config.effective_ce_weight,
         spatial_dims=config.spatial_dims,
         attention_weight=config.attention_sparsity * config.effective_ce_weight,
+        spatial_beta=config.spatial_beta,
     )
     labelled = sum(r.get(Keys.LABEL.value, UNLABELLED) != UNLABELLED for r in train_records)
     result["train_labelled"] = float(labelled)

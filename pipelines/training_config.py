@@ -30,6 +30,7 @@ __all__ = [
 ]
 
 MODES = ("pretrain", "classify")
+LATENT_KINDS = ("spatial", "vector")
 INTENSITY_MODES = ("dataset", "image")
 DEFAULT_TRACKING_URI = "sqlite:///mlruns.db"
 
@@ -89,7 +90,15 @@ class TrainConfig:
             :mod:`networks.presets`. ``tiny_fine`` is the default because its attention map points
             at the lesion (pointing game 0.94–0.98 on three seeds, ``tiny`` 0.69–0.97) at 0.8–0.93×
             the training speed of ``tiny`` (bundle model card).
-        latent_dim: number of latent variables.
+        latent: the generative core: ``"spatial"`` (default, :class:`~networks.SpatialGlassBoxNet`:
+            a latent grid at the encoder's resolution plus a global code, so the decoder can draw
+            the small findings the head reads) or ``"vector"`` (:class:`~networks.GlassBoxNet`: one
+            latent vector; runs written before this field existed load as ``"vector"``).
+        latent_dim: number of latent variables the head reads (``mu``); with ``latent="spatial"``
+            ``spatial_channels`` pooled grid channels plus ``latent_dim - spatial_channels`` global ones.
+        spatial_channels: channels of the latent grid (``latent="spatial"``).
+        spatial_beta: weight of the latent grid's KL (``latent="spatial"``), in both modes; ``beta``
+            and the capacity then weigh the global code.
         latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
             ``"attention"`` (default) averages them weighted by the spatial attention map,
             ``"mean"``/``"max"`` pool them globally. Fine-tuning may differ from the pretraining
@@ -178,7 +187,10 @@ class TrainConfig:
     out_dir: str | Path
     mode: str = "classify"
     size: str = "tiny_fine"
+    latent: str = "spatial"
     latent_dim: int = 16
+    spatial_channels: int = 8
+    spatial_beta: float = 1e-3
     latent_pool: str = "attention"
     pooled_logits: bool | None = None
     spatial_size: tuple[int, ...] = (64, 64)
@@ -222,6 +234,14 @@ class TrainConfig:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
         if self.size not in SIZE_PRESETS:
             raise ValueError(f"size must be one of {tuple(SIZE_PRESETS)}, got {self.size!r}")
+        if self.latent not in LATENT_KINDS:
+            raise ValueError(f"latent must be one of {LATENT_KINDS}, got {self.latent!r}")
+        if self.latent == "spatial" and (
+            not _is_int(self.spatial_channels) or not 1 <= self.spatial_channels <= self.latent_dim
+        ):
+            raise ValueError(
+                f"spatial_channels must be an int in [1, latent_dim={self.latent_dim}], got {self.spatial_channels!r}"
+            )
         pools = tuple(m for m in POOL_MODES if m != "none")  # the classifier reads a pooled branch
         if self.latent_pool not in pools:
             raise ValueError(f"latent_pool must be one of {pools}, got {self.latent_pool!r}")
@@ -254,7 +274,7 @@ class TrainConfig:
             raise ValueError(f"lr must be a number > 0, got {self.lr!r}")
         if self.beta is None:
             self.beta = 1.0 if self.mode == "pretrain" else 0.0
-        for name in ("weight_decay", "beta", "c_max", "ce_weight", "attention_sparsity"):
+        for name in ("weight_decay", "beta", "c_max", "ce_weight", "attention_sparsity", "spatial_beta"):
             value = getattr(self, name)
             if not _is_real(value) or value < 0:
                 raise ValueError(f"{name} must be a number >= 0, got {value!r}")
@@ -335,6 +355,8 @@ class TrainConfig:
             values["intensity"] = "image"
         if "attention_sparsity" not in values:  # written before the attention term existed
             values["attention_sparsity"] = 0.0
+        if "latent" not in values:  # written before the spatial-latent core existed
+            values["latent"] = "vector"
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:

@@ -148,3 +148,24 @@ def test_ranking_errors(net):
     )
     with pytest.raises(TypeError, match="linear head"):
         rank_dimensions(mlp, torch.zeros(6))
+
+
+def test_spatial_core_traversal_moves_one_head_dimension_where_the_attention_looks():
+    from networks import SpatialGlassBoxNet
+
+    torch.manual_seed(0)
+    net = SpatialGlassBoxNet(2, 1, 2, (32, 32), latent_dim=6, spatial_channels=4).eval()
+    with torch.no_grad():
+        net.head.weight.zero_()
+        net.head.weight[1, 2] = 1.0  # the class-1 logit reads pooled channel 2 alone
+        enc = net.encode(torch.rand(1, 1, 32, 32))
+    result = latent_traversal(
+        net, enc["latent"][0], torch.ones(6), dims=[2, 5], steps=5, attention=enc["latent_attention"]
+    )
+    assert result.images.shape == (2, 5, 1, 32, 32)
+    assert bool((result.probs[0].diff() > 0).all())  # channel 2 raises the class-1 logit
+    assert torch.allclose(
+        result.probs[1], torch.full((5,), result.base_prob), atol=1e-6
+    )  # global code: not read
+    with pytest.raises(ValueError, match="needs the image's attention map"):
+        latent_traversal(net, enc["latent"][0], torch.ones(6), dims=[2])

@@ -11,6 +11,7 @@ import torch
 
 from evaluation.trained_model import load_trained_model
 from networks.glassbox import GlassBoxNet
+from networks.spatial_glassbox import SpatialGlassBoxNet
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -22,7 +23,7 @@ def test_run_folder_and_checkpoint_load_the_saved_weights(untrained_run: Path) -
     saved = torch.load(untrained_run / "best.pt", weights_only=True)["model"]
     for ref in (untrained_run, untrained_run / "best.pt"):
         trained = load_trained_model(ref)
-        assert isinstance(trained.network, GlassBoxNet)
+        assert isinstance(trained.network, SpatialGlassBoxNet)  # the default core
         assert not trained.network.training
         assert trained.spatial_size == (32, 32)
         assert trained.network.latent_dim == 8
@@ -34,7 +35,10 @@ def test_run_folder_and_checkpoint_load_the_saved_weights(untrained_run: Path) -
 def test_run_folder_rebuilds_the_pooling_it_was_trained_with(untrained_run: Path, tmp_path: Path) -> None:
     run = tmp_path / "mean_pool"
     run.mkdir()
-    config = json.loads((untrained_run / "config.json").read_text()) | {"latent_pool": "mean"}
+    config = json.loads((untrained_run / "config.json").read_text()) | {
+        "latent_pool": "mean",
+        "latent": "vector",
+    }
     (run / "config.json").write_text(json.dumps(config))
     torch.manual_seed(1)
     net = GlassBoxNet(
@@ -54,7 +58,17 @@ def test_run_folder_rebuilds_the_pooled_logits_setting_it_was_trained_with(
 ) -> None:
     run = tmp_path / "both_branches"
     shutil.copytree(untrained_run, run)
-    config = json.loads((run / "config.json").read_text())
+    config = json.loads((run / "config.json").read_text()) | {"latent": "vector"}
+    torch.manual_seed(0)
+    torch.save(
+        {
+            "model": GlassBoxNet(
+                spatial_dims=2, img_size=(32, 32), latent_dim=8, size=config["size"]
+            ).state_dict()
+        },
+        run / "best.pt",
+    )
+    (run / "config.json").write_text(json.dumps(config))
     assert load_trained_model(run).network.pooled_logits  # default: on
     (run / "config.json").write_text(json.dumps(config | {"pooled_logits": False}))
     trained = load_trained_model(run)
@@ -112,7 +126,7 @@ def test_bad_references_name_the_problem(untrained_run: Path, tmp_path: Path, se
         (run / "best.pt").write_bytes(b"garbage")
     elif setup == "wrong_shape":
         config = json.loads((run / "config.json").read_text())
-        config["latent_dim"] = 4
+        config["latent_dim"] = 12  # the grid keeps its 8 channels, the global code grows
         (run / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=match):
         load_trained_model(ref)
@@ -149,3 +163,35 @@ def test_mlflow_run_reference_loads_the_logged_model(small_cohort: Path, tmp_pat
         assert trained.run_id == run_id
         assert trained.spatial_size == (32, 32)
         assert _same_weights(trained.network, from_files.network)
+
+
+def test_runs_written_before_the_spatial_core_load_as_the_vector_core(
+    untrained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "old_run"
+    run.mkdir()
+    config = json.loads((untrained_run / "config.json").read_text())
+    for key in ("latent", "spatial_channels", "spatial_beta"):  # an old config.json has none of them
+        config.pop(key)
+    (run / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(2)
+    old = GlassBoxNet(spatial_dims=2, img_size=(32, 32), latent_dim=8, size=config["size"])
+    torch.save({"model": old.state_dict()}, run / "best.pt")
+    trained = load_trained_model(run)
+    assert isinstance(trained.network, GlassBoxNet) and trained.config.latent == "vector"
+    assert _same_weights(trained.network, old)
+
+
+def test_a_checkpoint_of_the_other_core_is_refused_naming_the_change(
+    untrained_run: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "mixed"
+    shutil.copytree(untrained_run, run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["latent"] == "spatial"  # the default core wrote this checkpoint
+    (run / "config.json").write_text(json.dumps(config | {"latent": "vector"}))
+    with pytest.raises(
+        ValueError,
+        match=r"holds the spatial-latent core but its config.json describes the vector-latent core",
+    ):
+        load_trained_model(run)

@@ -253,3 +253,37 @@ def test_out_dir_must_be_a_folder(tmp_path: Path) -> None:
         generate_cohort(PhantomConfig(n=1), file, progress=False)
     with pytest.raises(TypeError, match="config must be a PhantomConfig"):
         generate_cohort({"n": 1}, tmp_path / "x", progress=False)  # type: ignore[arg-type]
+
+
+def test_references_are_clean_images_and_body_masks(tmp_path: Path) -> None:
+    """``references=True`` adds clean images (no noise, no bias field) and body masks without changing the images."""
+    from PIL import Image
+
+    cfg = PhantomConfig(kind="brain2d", n=12, seed=5, size=32, marker_correlation=0.5)
+    plain, refs = tmp_path / "plain", tmp_path / "refs"
+    generate_cohort(cfg, plain, progress=False)
+    generate_cohort(cfg, refs, progress=False, references=True)
+    records = [
+        r
+        for section in json.loads((refs / "datalist.json").read_text()).values()
+        if isinstance(section, list)
+        for r in section
+    ]
+    assert records and all("clean" in r and "body" in r for r in records)
+    factors = {row["id"]: row for row in csv.DictReader((refs / "factors.csv").open())}
+    for r in records:
+        assert (refs / r["image"]).read_bytes() == (plain / r["image"]).read_bytes()
+        image = np.asarray(Image.open(refs / r["image"]), dtype=np.float64)
+        clean = np.asarray(Image.open(refs / r["clean"]), dtype=np.float64)
+        body = np.asarray(Image.open(refs / r["body"])) > 0
+        lesion = np.asarray(Image.open(refs / r["mask"])) > 0
+        assert body.mean() > 0.2 and body[0, 0] == 0  # a head in the middle, background at the corner
+        assert not (lesion & ~body).any()
+        residual = (image - clean)[body] / np.iinfo(np.uint16).max
+        noise = float(factors[r["id"]]["noise_sigma"])
+        # the residual is the noise plus the bias field's multiplicative change: noisier than the clean image
+        assert residual.std() > 0.5 * noise
+        # the clean image is smooth: its pixel-to-pixel differences are far smaller than the noisy image's
+        assert (
+            np.abs(np.diff(clean, axis=0))[body[1:]].mean() < np.abs(np.diff(image, axis=0))[body[1:]].mean()
+        )
