@@ -120,8 +120,30 @@ def _realism_auroc(net: torch.nn.Module, real: list[torch.Tensor], fake: list[to
     return float(np.mean(cross_val_score(model, features, labels, cv=5, scoring="roc_auc")))
 
 
+def _upgrade_checkpoints(run: Path) -> None:
+    """Rename the posterior layers of checkpoints saved before they were grouped under ``latent.``."""
+    for name in ("best.pt", "last.pt"):
+        path = run / name
+        if not path.is_file():
+            continue
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = state["model"] if "model" in state else state
+        if "to_spatial.weight" not in model:
+            continue
+        renamed = {
+            (f"latent.{k}" if k.split(".")[0] in ("to_spatial", "reduce", "to_global") else k): v
+            for k, v in model.items()
+        }
+        if "model" in state:
+            state["model"] = renamed
+        else:
+            state = renamed
+        torch.save(state, path)
+
+
 def evaluate(run: Path, datalist: Path, max_positives: int) -> dict[str, float]:
     """Every figure of the comparison for one trained run on its cohort's test set."""
+    _upgrade_checkpoints(run)
     trained = load_trained_model(run)
     net = trained.network.eval()
     base = datalist.parent
@@ -171,6 +193,7 @@ def evaluate(run: Path, datalist: Path, max_positives: int) -> dict[str, float]:
             frames=settings.cf_frames,
             overshoot=settings.cf_overshoot,
             readout=settings.cf_readout,
+            focus=settings.cf_focus,
         )
         diff = cf.diff_map.abs().amax(dim=0)
         marked = (diff > 0.5 * diff.max()).numpy()
@@ -283,6 +306,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench_core")
     parser.add_argument("--card", default=None, help="model card whose generated section to rewrite")
+    parser.add_argument(
+        "--reevaluate",
+        action="store_true",
+        help="evaluate the trained runs again (e.g. after changing explain's settings)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -292,7 +320,7 @@ def main() -> None:
     for seed in args.seeds:
         datalist = make_cohort(out / f"cohort_s{seed}", seed, args.n_train, args.n_val, args.n_test)
         for core in args.cores:
-            if str(seed) in results.get(core, {}):
+            if str(seed) in results.get(core, {}) and not args.reevaluate:
                 continue
             run = out / f"{core}_s{seed}"
             if not (run / "metrics.json").is_file() or "test_auc" not in json.loads(

@@ -41,6 +41,9 @@ _DECODE_CHUNK = 16
 _BACKTRACKS = 16
 
 READOUTS = ("latent", "image")
+
+FOCUSES = ("all", "attention", "contribution")
+"""What the walk may move: the whole latent, or (spatial core) the grid cells under the attention map."""
 """How the walk reads the decision: from the latent (the head, exact) or from the decoded image re-encoded."""
 
 
@@ -52,7 +55,7 @@ class CounterfactualResult:
         latents: whole latent at each step, ``(T, latent_size)``; row 0 is the image's latent mean.
         images: decoded latents, ``(T, C, *spatial)``; row 0 is the reconstruction.
         probs: probability of ``target_class`` at each step, ``(T,)``.
-        flipped: whether the decision (``prob >= threshold``) differs at the last step.
+        flipped: whether the last step is decided (``prob >= threshold``) otherwise than the image itself.
         steps: steps taken (``T - 1``).
         latent_distance: L2 distance from ``mu`` to the last latent.
         latent_distance_sigma: the same distance in units of ``sigma`` (equal without ``sigma``).
@@ -137,6 +140,7 @@ def latent_shift_counterfactual(
     frames: int | None = None,
     overshoot: float = 0.0,
     readout: str = "latent",
+    focus: str = "all",
 ) -> CounterfactualResult:
     """Shift an image's latent mean until the classifier's decision flips, decoding every step.
 
@@ -175,6 +179,12 @@ def latent_shift_counterfactual(
             the walk changes what is drawn; a step that does not move the decision is halved (up
             to 16 times) and the walk stops if none does, so ``probs`` is monotone
             (``bench/bench_generative_core.py`` compares both readouts).
+        focus: what the walk may move. ``"all"``: the whole latent. On the spatial core,
+            ``"attention"``: only the grid cells, each in proportion to the attention map there
+            (scaled to a maximum of 1), so the edit stays where the classifier reads the image and
+            the global code (head size, site contrast) is left alone; ``"contribution"``: only the
+            cells whose exact share of the margin speaks for the decision. The vector core has no
+            cells: any focus moves the whole latent.
 
     Returns:
         A :class:`CounterfactualResult`.
@@ -220,6 +230,27 @@ def latent_shift_counterfactual(
 
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if focus not in FOCUSES:
+        raise ValueError(f"focus must be one of {FOCUSES}, got {focus!r}")
+    weights = torch.ones_like(mu[0])
+    if focus == "attention" and getattr(model, "latent_kind", "vector") == "spatial":
+        # move only the grid cells the head reads, in proportion to the attention map there
+        grid, global_code = model.split_latent(torch.zeros_like(mu))
+        a = attention / attention.flatten(1).amax(dim=1).clamp_min(1e-6).view(
+            -1, *[1] * (attention.dim() - 1)
+        )
+        weights = model.join_latent(grid + a, global_code)[0]
+    elif focus == "contribution" and getattr(model, "latent_kind", "vector") == "spatial":
+        # move only the grid cells whose exact share of the margin speaks for the decision
+        with torch.no_grad(), eval_mode(model):
+            shares = model.position_contributions(image, target_class=target_class)
+        shares = shares * (
+            1.0 if float(model.classify(enc["mu"]).softmax(1)[0, target_class]) >= threshold else -1.0
+        )
+        shares = shares.clamp_min(0.0)
+        shares = shares / shares.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, *[1] * (shares.dim() - 1))
+        grid, global_code = model.split_latent(torch.zeros_like(mu))
+        weights = model.join_latent(grid + shares, global_code)[0]
 
     def logits_of(z: torch.Tensor) -> torch.Tensor:
         if readout == "image":  # Cohen et al.: the classifier reads the decoded image
@@ -231,13 +262,16 @@ def latent_shift_counterfactual(
     with eval_mode(model):
         p0 = float(torch.softmax(logits_of(z), dim=1)[0, target_class])
         probs.append(p0)
-        direction = -1.0 if p0 >= threshold else 1.0
+        # the decision explained is the network's on the image itself (with the image readout the
+        # walk starts from the reconstruction, which an unfamiliar image may not resemble)
+        decided = float(torch.softmax(model.classify(enc["mu"]), dim=1)[0, target_class]) >= threshold
+        direction = -1.0 if decided else 1.0
         # target log-odds: ``overshoot`` beyond the threshold, on the other side
         goal = math.log(threshold / (1.0 - threshold)) + direction * overshoot
         p = p0
         for i in range(max_steps):
             moved = direction * (p - p0)
-            crossed = (p >= threshold) != (p0 >= threshold)
+            crossed = (p >= threshold) != decided
             if min_drop is not None and moved >= min_drop:
                 break
             if min_drop is None and crossed:
@@ -248,7 +282,7 @@ def latent_shift_counterfactual(
                 zg = z.detach().requires_grad_(True)
                 score = target_log_odds(logits_of(zg), target_class).sum()
                 (grad,) = torch.autograd.grad(score, zg)
-            whitened = grad[0] * sigma
+            whitened = grad[0] * sigma * weights
             norm = whitened.norm()
             if not bool(torch.isfinite(norm)) or float(norm) == 0.0:
                 break  # nothing to follow: the head does not depend on the latent here
@@ -284,7 +318,7 @@ def latent_shift_counterfactual(
         latents=latent_table,
         images=images,
         probs=torch.tensor(probs),
-        flipped=(probs[-1] >= threshold) != (p0 >= threshold),
+        flipped=(probs[-1] >= threshold) != decided,
         steps=len(latents) - 1,
         latent_distance=float(shift.norm()),
         latent_distance_sigma=float((shift / sigma).norm()),

@@ -105,7 +105,7 @@ def _load_checkpoint(network: GlassBoxNet | SpatialGlassBoxNet, checkpoint: Path
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
     if isinstance(state, dict):
-        saved = "spatial" if any(str(k).startswith("to_spatial.") for k in state) else "vector"
+        saved = "spatial" if any(str(k).startswith("latent.to_spatial.") for k in state) else "vector"
         built = getattr(network, "latent_kind", "vector")
         if saved != built:
             raise ValueError(

@@ -48,6 +48,31 @@ def _fmt_size(size: list[int]) -> str:
     return "(" + ", ".join([str(s) for s in size]) + ")"
 
 
+class SpatialLatentLayers(nn.Module):
+    """The posterior layers between the encoder features and the latent: the grid's and the global code's.
+
+    ``to_spatial`` (1×1 conv) gives each cell's mean and log-variance; ``reduce`` (1×1 conv) and
+    ``to_global`` (linear over the flattened reduced features) the global code's. Grouped under
+    one name (``latent``) so that transfer learning and encoder freezing treat them as the vector
+    core's ``latent`` layer.
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        features: int,
+        spatial_channels: int,
+        proj_channels: int,
+        n_cells: int,
+        global_dim: int,
+    ) -> None:
+        super().__init__()
+        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
+        self.to_spatial = conv(features, 2 * spatial_channels, kernel_size=1)
+        self.reduce = conv(features, proj_channels, kernel_size=1)
+        self.to_global = nn.Linear(proj_channels * n_cells, 2 * max(global_dim, 1))
+
+
 class SpatialGlassBoxNet(nn.Module):
     """Glass-box autoencoder-classifier with a latent grid and a global code, 2D or 3D.
 
@@ -153,14 +178,13 @@ class SpatialGlassBoxNet(nn.Module):
         )
         features = self.encoder.out_channels
         self.attention = SpatialAttention(spatial_dims, features, preset.attention_channels)
-        conv = nn.Conv2d if spatial_dims == 2 else nn.Conv3d
-        self.to_spatial = conv(features, 2 * spatial_channels, kernel_size=1)
-        self.reduce = conv(features, preset.proj_channels, kernel_size=1)
         n_cells = 1
         for s in self.feature_size:
             n_cells *= s
         self.n_cells = n_cells
-        self.to_global = nn.Linear(preset.proj_channels * n_cells, 2 * max(self.global_dim, 1))
+        self.latent = SpatialLatentLayers(
+            spatial_dims, features, spatial_channels, preset.proj_channels, n_cells, self.global_dim
+        )
         self.decoder = SpatialLatentDecoder(
             spatial_dims,
             spatial_channels,
@@ -214,8 +238,8 @@ class SpatialGlassBoxNet(nn.Module):
         self.check_input(x)
         features = self.encoder(x)
         attention = self.attention(features)
-        s_mu, s_logvar = torch.chunk(self.to_spatial(features), 2, dim=1)
-        g_stats = self.to_global(torch.flatten(torch.relu(self.reduce(features)), 1))
+        s_mu, s_logvar = torch.chunk(self.latent.to_spatial(features), 2, dim=1)
+        g_stats = self.latent.to_global(torch.flatten(torch.relu(self.latent.reduce(features)), 1))
         g_mu, g_logvar = torch.chunk(g_stats, 2, dim=1)
         g_mu, g_logvar = g_mu[:, : self.global_dim], g_logvar[:, : self.global_dim]
         return s_mu, s_logvar.clamp(-30.0, 20.0), g_mu, g_logvar.clamp(-30.0, 20.0), attention

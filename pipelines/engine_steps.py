@@ -22,8 +22,8 @@ __all__ = ["TARGET_KEY", "KL_PER_DIM_KEY", "GlassBoxTrainStep", "GlassBoxEvalSte
 TARGET_KEY = "target"
 """Batch key of the unerased image the reconstruction is compared with."""
 
-LOSS_TERMS = ("loss", "recon", "kl", "ce")
-"""Scalar loss terms put in every step's output (for epoch averages)."""
+LOSS_TERMS = ("loss", "recon", "kl", "ce", "kl_grid")
+"""Scalar loss terms put in every step's output (for epoch averages; ``kl_grid`` is 0 for the vector core)."""
 
 KL_PER_DIM_KEY = "kl_per_dim"
 """Step-output key of the batch's KL divergence per latent dimension (a ``(latent_dim,)`` vector)."""

@@ -96,6 +96,10 @@ class ExplainSettings:
         cf_readout: where the latent shift reads the decision, ``"image"`` (default: the network
             on the decoded latent, Cohen et al.) or ``"latent"`` (the head on the latent); see
             :func:`evaluation.counterfactuals.latent_shift_counterfactual`.
+        cf_focus: what the latent shift may move on the spatial core: ``"attention"`` (default:
+            the grid cells the head reads, weighted by the attention map, so the edit stays where
+            the classifier looks), ``"all"`` (the whole latent) or ``"contribution"`` (the cells
+            whose share of the margin speaks for the decision).
         infill_window: edge in pixels of the windows the infill counterfactual tries first (a
             second pass tries windows of half that edge inside the region found).
         infill_stride: step between those windows; ``None`` (default): half the window in 2D
@@ -121,6 +125,7 @@ class ExplainSettings:
     cf_frames: int | None = 20
     cf_overshoot: float = 2.0
     cf_readout: str = "image"
+    cf_focus: str = "attention"
     infill_window: int = 8
     infill_stride: int | None = None
     topk_fraction: float = 0.05
@@ -141,6 +146,12 @@ class ExplainSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        from evaluation.counterfactuals import FOCUSES, READOUTS
+
+        if self.cf_readout not in READOUTS:
+            raise ValueError(f"cf_readout must be one of {READOUTS}, got {self.cf_readout!r}")
+        if self.cf_focus not in FOCUSES:
+            raise ValueError(f"cf_focus must be one of {FOCUSES}, got {self.cf_focus!r}")
         stride = self.infill_stride
         if stride is not None and (isinstance(stride, bool) or not isinstance(stride, int) or stride < 1):
             raise ValueError(f"infill_stride must be None or an int >= 1, got {stride!r}")
@@ -228,6 +239,7 @@ def image_explanations(
         frames=settings.cf_frames,
         overshoot=settings.cf_overshoot,
         readout=settings.cf_readout,
+        focus=settings.cf_focus,
         # the spatial core's latent grid is held to N(0, I) cell by cell: unit steps there
         sigma=None if getattr(trained.network, "latent_kind", "vector") == "spatial" else sigma,
     )

@@ -96,7 +96,8 @@ class TrainConfig:
             latent vector; runs written before this field existed load as ``"vector"``).
         latent_dim: number of latent variables the head reads (``mu``); with ``latent="spatial"``
             ``spatial_channels`` pooled grid channels plus ``latent_dim - spatial_channels`` global ones.
-        spatial_channels: channels of the latent grid (``latent="spatial"``).
+        spatial_channels: channels of the latent grid (``latent="spatial"``); ``None`` (default):
+            half of ``latent_dim`` (8 of the default 16).
         spatial_beta: weight of the latent grid's KL (``latent="spatial"``), in both modes; ``beta``
             and the capacity then weigh the global code.
         latent_pool: how the classifier reads the encoder features (``GlassBoxNet(latent_pool=...)``):
@@ -189,7 +190,7 @@ class TrainConfig:
     size: str = "tiny_fine"
     latent: str = "spatial"
     latent_dim: int = 16
-    spatial_channels: int = 8
+    spatial_channels: int | None = None
     spatial_beta: float = 1e-3
     latent_pool: str = "attention"
     pooled_logits: bool | None = None
@@ -236,6 +237,8 @@ class TrainConfig:
             raise ValueError(f"size must be one of {tuple(SIZE_PRESETS)}, got {self.size!r}")
         if self.latent not in LATENT_KINDS:
             raise ValueError(f"latent must be one of {LATENT_KINDS}, got {self.latent!r}")
+        if self.spatial_channels is None and _is_int(self.latent_dim):
+            self.spatial_channels = max(1, self.latent_dim // 2)
         if self.latent == "spatial" and (
             not _is_int(self.spatial_channels) or not 1 <= self.spatial_channels <= self.latent_dim
         ):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
-from networks.glassbox import GlassBoxNet
+from networks.spatial_glassbox import SpatialGlassBoxNet as GlassBoxNet  # the default core
 from pipelines.bundle_runner import BUNDLES_DIR, parse_overrides, run_bundle
 from pipelines.cli import main
 from pipelines.transfer_learning import CLASSIFIER_POOLING, TRANSFER_MODULES
@@ -101,6 +101,7 @@ def test_multi_gpu_overlay_sets_distributed() -> None:
 def test_pooled_logits_reaches_the_training_config_and_the_network(bundle: str, tmp_path: Path) -> None:
     parser = ConfigParser()
     parser.read_config(str(_configs(bundle) / "train.json"))
+    parser["train#latent"] = "vector"  # pooled_logits belongs to the vector core
     parser["train#pooled_logits"] = False
     parser["train#spatial_size"] = [32, 32]
     parser["output_dir"] = str(tmp_path)
@@ -109,7 +110,26 @@ def test_pooled_logits_reaches_the_training_config_and_the_network(bundle: str, 
     assert parser.get_parsed_content("network_def").pooled_logits is False
     inference = ConfigParser()
     inference.read_config(str(_configs(bundle) / "inference.json"))
+    inference["latent"] = "vector"
     assert inference.get_parsed_content("network_def").pooled_logits  # null: on where the network allows
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_latent_core_reaches_the_training_config_and_the_network(bundle: str, tmp_path: Path) -> None:
+    from networks.glassbox import GlassBoxNet as VectorNet
+
+    for latent, cls in (("spatial", GlassBoxNet), ("vector", VectorNet)):
+        parser = ConfigParser()
+        parser.read_config(str(_configs(bundle) / "train.json"))
+        parser["train#latent"] = latent
+        parser["train#spatial_size"] = [32, 32]
+        parser["output_dir"] = str(tmp_path)
+        parser["datalist"] = str(tmp_path / "d.json")
+        assert parser.get_parsed_content("train_config").latent == latent
+        assert isinstance(parser.get_parsed_content("network_def"), cls)
+    inference = ConfigParser()
+    inference.read_config(str(_configs(bundle) / "inference.json"))
+    assert isinstance(inference.get_parsed_content("network_def"), GlassBoxNet)  # the default core
 
 
 def test_parse_overrides() -> None:
@@ -140,9 +160,7 @@ def test_bundles_train_the_default_preset() -> None:
 
 
 def test_pretrained_checkpoint_seeds_classification(trained: dict) -> None:
-    own = GlassBoxNet(
-        spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE), size=PRESET
-    ).state_dict()
+    own = GlassBoxNet(2, 1, 2, (SIZE, SIZE), size=PRESET).state_dict()
     expected = [
         k
         for k in own
@@ -194,7 +212,7 @@ def test_pretrain_evaluate_matches_hand_computed_mse(trained: dict) -> None:
 
     out = Path(trained["pre"]["output_dir"])
     metrics = run_bundle("glassbox_pretrain", "evaluate", trained["pre"])
-    net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(SIZE, SIZE), size=PRESET).eval()
+    net = GlassBoxNet(2, 1, 2, (SIZE, SIZE), size=PRESET).eval()
     net.load_state_dict(torch.load(out / "best.pt", weights_only=True))
     stored = json.loads((out / "config.json").read_text())["intensity_range"]
     assert stored is not None and stored[0] < stored[1]  # the range training computed

@@ -181,3 +181,29 @@ def test_readout_and_frames_are_checked(spatial_net, image):
         latent_shift_counterfactual(spatial_net, image, frames=0)
     with pytest.raises(ValueError, match="overshoot must be >= 0"):
         latent_shift_counterfactual(spatial_net, image, overshoot=-1.0)
+
+
+def test_attention_focus_moves_only_the_grid_cells_the_head_reads(spatial_net, image, monkeypatch):
+    block = torch.zeros(1, 1, 8, 8)
+    block[..., 2:4, 5:7] = 1.0  # the head reads four cells only
+    monkeypatch.setattr(
+        spatial_net.attention, "forward", lambda features: block.expand(features.shape[0], -1, -1, -1)
+    )
+    result = latent_shift_counterfactual(
+        spatial_net, image, frames=5, overshoot=1.0, readout="image", focus="attention"
+    )
+    shift = result.latents[-1] - result.latents[0]
+    grid, global_code = spatial_net.split_latent(shift[None])
+    assert global_code.abs().max() == 0
+    moved = grid[0].abs().sum(dim=0)
+    assert moved[2:4, 5:7].sum() > 0
+    outside = moved.clone()
+    outside[2:4, 5:7] = 0.0
+    assert outside.max() == 0  # nothing outside the attended cells
+    everywhere = latent_shift_counterfactual(
+        spatial_net, image, frames=5, overshoot=1.0, readout="image", focus="all"
+    )
+    free_grid, _ = spatial_net.split_latent((everywhere.latents[-1] - everywhere.latents[0])[None])
+    assert free_grid[0].abs().sum(dim=0)[:2].sum() > 0  # without the focus, unattended cells move too
+    with pytest.raises(ValueError, match="focus must be one of"):
+        latent_shift_counterfactual(spatial_net, image, focus="everywhere")
