@@ -45,7 +45,7 @@ from evaluation.counterfactuals import latent_shift_counterfactual  # noqa: E402
 from evaluation.disentanglement import disentanglement_scores  # noqa: E402
 from evaluation.generative_factors import factor_table  # noqa: E402
 from evaluation.latent_codes import load_model_input  # noqa: E402
-from evaluation.map_scores import pointing_game  # noqa: E402
+from evaluation.map_scores import pointing_game, thresholded_dice  # noqa: E402
 from evaluation.trained_model import load_trained_model  # noqa: E402
 from networks.summary import model_summary  # noqa: E402
 from phantoms import PhantomConfig, generate_cohort  # noqa: E402
@@ -196,8 +196,7 @@ def evaluate(run: Path, datalist: Path, max_positives: int) -> dict[str, float]:
             focus=settings.cf_focus,
         )
         diff = cf.diff_map.abs().amax(dim=0)
-        marked = (diff > 0.5 * diff.max()).numpy()
-        dice = 2 * float((marked & m).sum()) / max(float(marked.sum() + m.sum()), 1.0)
+        dice = thresholded_dice(diff, lesion)
         total = float(diff.sum())
         outside = float(diff[~body].sum()) / total if total > 0 else 0.0
         cf_rows.append(

@@ -181,7 +181,16 @@ def run_demo(
         "explain_report": str(explained["report"]),
         **{
             key: round(explained["metrics"][key], 3) if key in explained["metrics"] else None
-            for key in ("cf_flip_rate", "infill_flip_rate", "infill_pointing_game", "occlusion_pointing_game")
+            for key in (
+                "cf_flip_rate",
+                "cf_reencoded_flip_rate",
+                "counterfactual_pointing_game",
+                "counterfactual_pointing_game_strict",
+                "cf_mean_outside_body_share",
+                "attention_pointing_game",
+                "infill_flip_rate",
+                "occlusion_pointing_game",
+            )
         },
         "audit_report": str(audited["report"]) if audited else None,
         "audit_flagged": [a for a, f in audited["flags"].items() if f] if audited else None,

@@ -55,7 +55,7 @@ from evaluation.latent_traversal import (
     latent_traversal,
     rank_dimensions,
 )
-from evaluation.map_scores import deletion_insertion_auc, pointing_game, topk_iou
+from evaluation.map_scores import deletion_insertion_auc, pointing_game, thresholded_dice, topk_iou
 from evaluation.saliency_maps import compute_maps
 from evaluation.trained_model import TrainedModel, load_trained_model
 from pipelines.analysis_tracking import log_analysis
@@ -280,6 +280,7 @@ def image_explanations(
             )
             scores[f"{method}/pointing_game_strict"] = float(pointing_game(saliency, mask))
             scores[f"{method}/topk_iou"] = float(topk_iou(saliency, mask, fraction=settings.topk_fraction))
+            scores[f"{method}/dice"] = float(thresholded_dice(saliency, mask))
     return cf, infill, maps, scores
 
 

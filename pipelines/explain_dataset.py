@@ -58,7 +58,14 @@ def _method_table(per_image: list[dict[str, float]]) -> tuple[list[dict[str, Any
     rows, metrics = [], {}
     for method in METHODS:
         row: dict[str, Any] = {"method": method}
-        for key in ("pointing_game", "pointing_game_strict", "topk_iou", "deletion_auc", "insertion_auc"):
+        for key in (
+            "pointing_game",
+            "pointing_game_strict",
+            "topk_iou",
+            "dice",
+            "deletion_auc",
+            "insertion_auc",
+        ):
             values = [s[f"{method}/{key}"] for s in per_image if f"{method}/{key}" in s]
             if values:
                 row[key] = float(np.mean(values))
@@ -252,13 +259,14 @@ def explain_dataset(
             "pointing_game",
             "pointing_game_strict",
             "topk_iou",
+            "dice",
             "deletion_auc",
             "insertion_auc",
             "images",
         ],
         caption="Means over correctly classified positives. Pointing game: the most salient pixel lies in the lesion "
         f"or within {settings.pointing_tolerance * min(trained.spatial_size):.1f} px of it (the original's 15 px at 224 px, "
-        "scaled); strict: inside the lesion. "
+        "scaled); strict: inside the lesion. Dice: the map thresholded at half its maximum against the lesion mask. "
         "Deletion AUC: lower is more faithful; insertion AUC: higher is more faithful.",
     )
     for n, (i, x, cf, infill, maps, m) in enumerate(examples):

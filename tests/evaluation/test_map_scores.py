@@ -162,3 +162,20 @@ def test_summarise_scores():
         summarise_scores([])
     with pytest.raises(TypeError, match=r"per_image\[1\] must be a dict, got list"):
         summarise_scores([{}, []])
+
+
+def test_thresholded_dice_by_hand(square):
+    from evaluation.map_scores import thresholded_dice
+
+    mask = square.astype(bool) if hasattr(square, "astype") else square.bool()
+    sal = np.zeros(mask.shape)
+    sal[mask] = 1.0
+    assert thresholded_dice(sal, mask) == pytest.approx(1.0)
+    sal[~mask] = 0.4  # below half the maximum: not marked
+    assert thresholded_dice(sal, mask) == pytest.approx(1.0)
+    sal[~mask] = 0.6  # above it: the whole image is marked
+    area, total = float(mask.sum()), float(mask.size)
+    assert thresholded_dice(sal, mask) == pytest.approx(2 * area / (total + area))
+    assert thresholded_dice(np.zeros(mask.shape), mask) == 0.0
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        thresholded_dice(sal, mask, level=1.0)
