@@ -1,8 +1,12 @@
 """Synthetic cohorts with known generative factors: the ground truth for every evaluation.
 
 Example:
+    >>> import tempfile
     >>> from phantoms import PhantomConfig, generate_cohort
-    >>> generate_cohort(PhantomConfig(kind="brain2d", n=50, marker_correlation=0.9), "runs/phantom2d")
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     summary = generate_cohort(PhantomConfig(kind="brain2d", n=20, size=32), out, progress=False)
+    >>> summary["n"], sum(summary["counts"].values())
+    (20, 20)
 """
 
 from __future__ import annotations
