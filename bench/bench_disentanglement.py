@@ -25,11 +25,11 @@ import torch  # noqa: E402
 
 from evaluation.disentanglement import disentanglement_scores  # noqa: E402
 from evaluation.generative_factors import factor_table  # noqa: E402
-from evaluation.latent_codes import encode_datalist  # noqa: E402
 from evaluation.latent_traversal import kl_per_dimension  # noqa: E402
-from evaluation.trained_model import load_trained_model  # noqa: E402
 from phantoms import PhantomConfig, generate_cohort  # noqa: E402
 from pipelines.datalists import load_datalist  # noqa: E402
+from pipelines.latent_codes import encode_datalist  # noqa: E402
+from pipelines.trained_model import load_trained_model  # noqa: E402
 from pipelines.training import train  # noqa: E402
 from pipelines.training_config import TrainConfig  # noqa: E402
 

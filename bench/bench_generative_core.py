@@ -44,12 +44,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from evaluation.counterfactuals import latent_shift_counterfactual  # noqa: E402
 from evaluation.disentanglement import disentanglement_scores  # noqa: E402
 from evaluation.generative_factors import factor_table  # noqa: E402
-from evaluation.latent_codes import load_model_input  # noqa: E402
 from evaluation.map_scores import pointing_game, thresholded_dice  # noqa: E402
-from evaluation.trained_model import load_trained_model  # noqa: E402
 from networks.summary import model_summary  # noqa: E402
 from phantoms import PhantomConfig, generate_cohort  # noqa: E402
 from pipelines.explain import ExplainSettings  # noqa: E402
+from pipelines.latent_codes import load_model_input  # noqa: E402
+from pipelines.trained_model import load_trained_model  # noqa: E402
 from pipelines.training import train  # noqa: E402
 from pipelines.training_config import TrainConfig  # noqa: E402
 

@@ -19,10 +19,10 @@ from networks.attention import SpatialAttention, upsample_attention
 from networks.classifier_heads import HEAD_TYPES, latent_contributions, make_head
 from networks.decoder import OUTPUT_ACTIVATIONS, UPSAMPLE_MODES, LatentDecoder
 from networks.encoder import ShuffleEncoder
+from networks.keys import Keys
 from networks.latent import CLASSIFIER_PATHS, POOL_MODES, GaussianLatent, reparameterize
 from networks.presets import SIZE_PRESETS, get_preset
 from networks.shuffle_units import UNIT_TYPES
-from transforms.keys import Keys
 
 __all__ = ["GlassBoxNet"]
 

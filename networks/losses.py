@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from monai.losses import SSIMLoss
 from torch import nn
 
-from transforms.keys import Keys
+from networks.keys import Keys
 
 __all__ = [
     "reconstruction_loss",

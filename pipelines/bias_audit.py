@@ -39,7 +39,6 @@ from evaluation.bias_figures import leakage_figure, subgroup_bar_figure
 from evaluation.bias_flags import AuditThresholds, flag_attribute, summary_sentence
 from evaluation.concept_erasure import fit_eraser
 from evaluation.html_report import HtmlReport
-from evaluation.latent_codes import LatentCodes, encode_datalist
 from evaluation.latent_leakage import (
     holm_correction,
     permutation_test,
@@ -48,8 +47,9 @@ from evaluation.latent_leakage import (
     reliance_statistic,
 )
 from evaluation.subgroup_audit import bootstrap_ci, encode_attribute, subgroup_metrics
-from evaluation.trained_model import TrainedModel, load_trained_model
 from pipelines.analysis_tracking import log_analysis
+from pipelines.latent_codes import LatentCodes, encode_datalist
+from pipelines.trained_model import TrainedModel, load_trained_model
 
 __all__ = ["audit", "attribute_names", "erased_scores", "head_weight", "write_metrics"]
 

@@ -38,14 +38,14 @@ from evaluation.attribute_overlap import attribute_overlap
 from evaluation.bias_figures import before_after_figure
 from evaluation.concept_erasure import dfr_head, dfr_scores, fit_eraser, state_dict_sha256
 from evaluation.html_report import HtmlReport
-from evaluation.latent_codes import LatentCodes, encode_datalist, encode_records
 from evaluation.latent_leakage import probe_auc
 from evaluation.subgroup_audit import encode_attribute, subgroup_metrics
-from evaluation.trained_model import load_trained_model
 from phantoms.shortcut_cohort import SHIFTED_SECTION
 from pipelines.analysis_tracking import log_analysis
 from pipelines.bias_audit import erased_scores, write_metrics
 from pipelines.datalists import load_datalist
+from pipelines.latent_codes import LatentCodes, encode_datalist, encode_records
+from pipelines.trained_model import load_trained_model
 
 __all__ = ["mitigate", "balanced_threshold", "file_sha256", "within_label_probe_auc", "VARIANTS"]
 

@@ -47,7 +47,6 @@ from evaluation.explanation_figures import (
 )
 from evaluation.html_report import HtmlReport
 from evaluation.infill_counterfactuals import InfillCounterfactual, infill_counterfactual
-from evaluation.latent_codes import load_model_input
 from evaluation.latent_traversal import (
     TraversalResult,
     aggregate_posterior_std,
@@ -57,9 +56,10 @@ from evaluation.latent_traversal import (
 )
 from evaluation.map_scores import deletion_insertion_auc, pointing_game, thresholded_dice, topk_iou
 from evaluation.saliency_maps import compute_maps
-from evaluation.trained_model import TrainedModel, load_trained_model
 from pipelines.analysis_tracking import log_analysis
 from pipelines.datalists import load_datalist
+from pipelines.latent_codes import load_model_input
+from pipelines.trained_model import TrainedModel, load_trained_model
 
 __all__ = [
     "ExplainSettings",
@@ -173,7 +173,7 @@ def _latent_scale(
     """σ of the aggregate posterior and KL per dimension, from the model's training images when readable."""
     try:
         records = load_datalist(trained.config.datalist, "training")[: settings.scale_images]
-        from evaluation.latent_codes import encode_records
+        from pipelines.latent_codes import encode_records
 
         codes = encode_records(trained, records, progress=progress)
     except (ValueError, OSError) as err:
@@ -314,7 +314,7 @@ def explain_image(
     """Explain one image: prediction, latent contributions, traversals, counterfactual, maps.
 
     Args:
-        model: run folder, checkpoint or MLflow reference (see :func:`~evaluation.trained_model.load_trained_model`).
+        model: run folder, checkpoint or MLflow reference (see :func:`~pipelines.trained_model.load_trained_model`).
         image: the image file (DICOM, NIfTI, PNG, ...).
         out: output folder (created).
         mask: optional lesion mask of the image: adds pointing game and top-k IoU per map.

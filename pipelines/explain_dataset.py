@@ -31,13 +31,11 @@ from evaluation.explanation_figures import (
 )
 from evaluation.html_report import HtmlReport
 from evaluation.infill_counterfactuals import InfillCounterfactual
-from evaluation.latent_codes import LatentCodes, encode_datalist, load_model_input
 from evaluation.latent_traversal import (
     aggregate_posterior_std,
     kl_per_dimension,
     rank_dimensions,
 )
-from evaluation.trained_model import load_trained_model
 from pipelines.explain import (
     ACTIVE_KL,
     METHODS,
@@ -47,6 +45,8 @@ from pipelines.explain import (
     traversal_of,
     write_metrics,
 )
+from pipelines.latent_codes import LatentCodes, encode_datalist, load_model_input
+from pipelines.trained_model import load_trained_model
 
 OUTSIDE_BODY_LIMIT = 0.05
 """A counterfactual with more than this share of its difference outside the body is reported as drawn outside the anatomy."""

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from phantoms import PhantomConfig, generate_cohort
+from pipelines.training import build_network
+from pipelines.training_config import TrainConfig
 
 logging.getLogger("pydicom").setLevel(logging.ERROR)
 
@@ -50,3 +56,23 @@ def pydicom_data_files_dir() -> Path:
 @pytest.fixture(scope="session")
 def nibabel_files_dir() -> Path:
     return nibabel_data_dir()
+
+
+# analysis fixtures (tests/evaluation and tests/pipelines): a small cohort and an untrained run folder
+@pytest.fixture(scope="session")
+def small_cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-image brain2d cohort at 32×32 (png); returns its datalist path."""
+    out = tmp_path_factory.mktemp("cohort")
+    generate_cohort(PhantomConfig(kind="brain2d", n=40, seed=3, size=32), out, progress=False)
+    return out / "datalist.json"
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) -> Path:
+    """A run folder as training writes it (config.json, best.pt) holding a seeded, untrained tiny net."""
+    out = tmp_path_factory.mktemp("run")
+    config = TrainConfig(datalist=small_cohort, out_dir=out, spatial_size=(32, 32), latent_dim=8)
+    (out / "config.json").write_text(json.dumps(config.to_json()))
+    torch.manual_seed(0)
+    torch.save({"model": build_network(config).state_dict()}, out / "best.pt")
+    return out

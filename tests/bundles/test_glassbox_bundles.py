@@ -281,8 +281,8 @@ def test_medglass_run_inference_and_ckpt_export(
 
 def test_inference_with_an_eraser_changes_only_what_the_head_sees(trained: dict, tmp_path: Path) -> None:
     from evaluation.concept_erasure import ErasedClassifier, LatentEraser, fit_eraser
-    from evaluation.latent_codes import load_model_input
-    from evaluation.trained_model import load_trained_model
+    from pipelines.latent_codes import load_model_input
+    from pipelines.trained_model import load_trained_model
 
     out = Path(trained["cls"]["output_dir"])
     datalist = Path(trained["cls"]["dataset#datalist"])

@@ -38,7 +38,7 @@ def shortcut_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     torch.manual_seed(0)
     net = build_network(config).eval()
-    from evaluation.latent_codes import load_model_input
+    from pipelines.latent_codes import load_model_input
 
     with torch.no_grad():
         # the head reads SHORTCUT_DIM alone; set before encoding: with pooled_logits (the default)

@@ -13,9 +13,9 @@ import torch
 
 from evaluation.attribute_overlap import attribute_overlap
 from evaluation.concept_erasure import ErasedClassifier, LatentEraser
-from evaluation.latent_codes import encode_datalist
-from evaluation.trained_model import load_trained_model
 from pipelines.bias_mitigation import _overlap, mitigate
+from pipelines.latent_codes import encode_datalist
+from pipelines.trained_model import load_trained_model
 
 
 def test_mitigation_erases_without_touching_the_model(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from evaluation.latent_codes import load_model_input
-from evaluation.trained_model import load_trained_model
 from pipelines.explain import METHODS, ExplainSettings, image_explanations
 from pipelines.explain_dataset import explain_dataset
+from pipelines.latent_codes import load_model_input
+from pipelines.trained_model import load_trained_model
 from tests.pipelines.test_explain import _check_report
 
 

@@ -7,7 +7,7 @@ log-variance, the logits and class probabilities, the label (``-1`` when unknown
 preprocessing as training (MONAI ``Dataset``/``DataLoader``), in batches, with a progress bar.
 
 Example:
-    >>> from evaluation.trained_model import load_trained_model
+    >>> from pipelines.trained_model import load_trained_model
     >>> trained = load_trained_model("runs/demo/classify")  # doctest: +SKIP
     >>> codes = encode_datalist(trained, "runs/demo/cohort/datalist.json", "test")  # doctest: +SKIP
     >>> codes.mu.shape  # doctest: +SKIP
@@ -28,8 +28,8 @@ from monai.data import DataLoader, Dataset
 from monai.transforms import Compose, SelectItemsd
 from tqdm.auto import tqdm
 
-from evaluation.trained_model import TrainedModel
 from pipelines.datalists import load_datalist
+from pipelines.trained_model import TrainedModel
 from transforms.image_loading import LoadMedicalImaged
 from transforms.keys import Keys
 from transforms.preprocessing import preprocessing_transforms

@@ -1,4 +1,4 @@
-"""Tests of evaluation/trained_model.py: run folders, checkpoints, MLflow references, bad refs."""
+"""Tests of pipelines/trained_model.py: run folders, checkpoints, MLflow references, bad refs."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluation.trained_model import load_trained_model
 from networks.glassbox import GlassBoxNet
 from networks.spatial_glassbox import SpatialGlassBoxNet
+from pipelines.trained_model import load_trained_model
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:

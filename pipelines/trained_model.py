@@ -92,7 +92,7 @@ def _read_config(path: Path, source: str) -> TrainConfig:
 
 
 def _network(config: TrainConfig) -> GlassBoxNet | SpatialGlassBoxNet:
-    from pipelines.training import build_network  # imported late: pipelines imports evaluation
+    from pipelines.training import build_network  # imported late: training imports this module's users
 
     return build_network(config)
 

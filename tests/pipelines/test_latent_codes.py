@@ -1,4 +1,4 @@
-"""Tests of evaluation/latent_codes.py: rows aligned with records, same numbers as the network."""
+"""Tests of pipelines/latent_codes.py: rows aligned with records, same numbers as the network."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation.latent_codes import encode_datalist, encode_records, load_model_input
-from evaluation.trained_model import load_trained_model
 from pipelines.datalists import load_datalist
+from pipelines.latent_codes import encode_datalist, encode_records, load_model_input
+from pipelines.trained_model import load_trained_model
 
 
 def test_encode_datalist_matches_the_network_image_by_image(untrained_run: Path, small_cohort: Path) -> None:
