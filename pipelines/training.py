@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -320,6 +321,14 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
 
     resolve_intensity_range(config, train_records, verbose=ctx.is_main)
     device = ctx.device
+    if config.amp and device.type == "cpu" and ctx.is_main:
+        warnings.warn(
+            "amp: bfloat16 autocast on a CPU without native bfloat16 kernels runs the convolutions "
+            "in emulation and trains several times slower than float32 (bench/bench_models.py "
+            "--precisions fp32 bf16 measures it on this machine); use amp on CUDA only",
+            UserWarning,
+            stacklevel=2,
+        )
     network = build_network(config).to(device)
     result: dict[str, float] = {}
     if config.pretrained is not None:

@@ -215,7 +215,7 @@ def test_unreachable_tracking_server_warns_once(
         amp=True,  # bfloat16 autocast on the CPU too
         **TINY,
     )
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING), pytest.warns(UserWarning, match="amp: bfloat16 autocast on a CPU"):
         metrics = train(config)
     assert metrics["epochs_completed"] == 1
     assert (tmp_path / "run" / "metrics.json").is_file()
