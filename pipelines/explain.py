@@ -167,10 +167,43 @@ class ExplainSettings:
             )
 
 
+LATENT_SCALE_FILE = "latent_scale.json"
+"""Cache of σ and KL per dimension beside a run's checkpoint, keyed by the checkpoint's size and time."""
+
+
+def _scale_cache(trained: TrainedModel) -> tuple[Path | None, dict[str, Any]]:
+    """Where the run's latent-scale cache lives, and the stamp that must match for it to be reused."""
+    if trained.checkpoint is None or not Path(trained.checkpoint).is_file():
+        return None, {}
+    stat = Path(trained.checkpoint).stat()
+    stamp = {"checkpoint": Path(trained.checkpoint).name, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return Path(trained.checkpoint).parent / LATENT_SCALE_FILE, stamp
+
+
 def _latent_scale(
     trained: TrainedModel, settings: ExplainSettings, progress: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None, str]:
-    """σ of the aggregate posterior and KL per dimension, from the model's training images when readable."""
+    """σ of the aggregate posterior and KL per dimension, from the model's training images when readable.
+
+    The result is cached in the run folder (:data:`LATENT_SCALE_FILE`) for the checkpoint it was
+    computed from, so explaining one image does not encode the training images again; a newer
+    checkpoint or another ``scale_images`` recomputes it. A folder that cannot be written is not
+    an error (nothing is cached).
+    """
+    cache, stamp = _scale_cache(trained)
+    stamp["scale_images"] = settings.scale_images
+    if cache is not None and cache.is_file():
+        try:
+            stored = json.loads(cache.read_text())
+            if stored.get("stamp") == stamp:
+                kl = stored.get("kl")
+                return (
+                    torch.tensor(stored["sigma"]),
+                    None if kl is None else torch.tensor(kl),
+                    stored["source"],
+                )
+        except (ValueError, KeyError, TypeError):
+            logger.warning("%s: unreadable latent-scale cache, computing it again", cache)
     try:
         records = load_datalist(trained.config.datalist, "training")[: settings.scale_images]
         from pipelines.latent_codes import encode_records
@@ -181,11 +214,20 @@ def _latent_scale(
         dim = trained.network.latent_dim
         return torch.ones(dim), None, "the prior (training images unavailable)"
     mu, logvar = torch.from_numpy(codes.mu).float(), torch.from_numpy(codes.logvar).float()
-    return (
+    sigma, kl, source = (
         aggregate_posterior_std(mu, logvar),
         kl_per_dimension(mu, logvar),
         f"{len(records)} training images",
     )
+    if cache is not None:
+        payload = {"stamp": stamp, "sigma": sigma.tolist(), "kl": kl.tolist(), "source": source}
+        tmp = cache.with_suffix(".json.tmp")
+        try:
+            tmp.write_text(json.dumps(payload))
+            tmp.replace(cache)
+        except OSError as err:
+            logger.warning("%s: latent scale not cached (%s)", cache, err)
+    return sigma, kl, source
 
 
 def _prob(trained: TrainedModel, x: torch.Tensor, target_class: int) -> float:

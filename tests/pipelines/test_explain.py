@@ -149,3 +149,33 @@ def test_explain_a_3d_volume_shows_mid_slices(tmp_path: Path) -> None:
     assert {f"{m}_topk_iou" for m in METHODS} <= set(result["metrics"])
     with Image.open(tmp_path / "out" / "maps.png") as im:  # three mid-slices per panel: wider than tall
         assert im.width > im.height
+
+
+def test_the_latent_scale_is_cached_for_the_checkpoint(
+    shortcut_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import pipelines.latent_codes as latent_codes
+    from pipelines.explain import LATENT_SCALE_FILE
+
+    run = tmp_path / "run"
+    shutil.copytree(shortcut_run[0], run)
+    (run / LATENT_SCALE_FILE).unlink(missing_ok=True)
+    image = next((shortcut_run[1].parent / "images").iterdir())
+    settings = ExplainSettings(traversal_dims=2)
+    explain_image(run, image, tmp_path / "first", settings=settings, track=False, progress=False)
+    cached = json.loads((run / LATENT_SCALE_FILE).read_text())
+    assert cached["stamp"]["checkpoint"] == "best.pt" and len(cached["sigma"]) == 8
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("the training images were encoded again")
+
+    monkeypatch.setattr(latent_codes, "encode_records", no_encoding)
+    explain_image(run, image, tmp_path / "second", settings=settings, track=False, progress=False)
+    assert json.loads((tmp_path / "second" / "metrics.json").read_text())["prob"] == pytest.approx(
+        json.loads((tmp_path / "first" / "metrics.json").read_text())["prob"]
+    )
+    (run / "best.pt").touch()  # a newer checkpoint: the cache no longer applies
+    with pytest.raises(AssertionError, match="encoded again"):
+        explain_image(run, image, tmp_path / "third", settings=settings, track=False, progress=False)
