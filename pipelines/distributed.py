@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = json.loads(path.read_text())
         if not isinstance(data, dict):
             raise ValueError("expected a JSON object of TrainConfig fields")
-        config = TrainConfig.from_json({**data, "distributed": True})
+        config = TrainConfig.from_json({**data, "distributed": True}, base=path.parent)
     except (OSError, ValueError) as err:
         print(f"pipelines.distributed: error: {path}: {err}", file=sys.stderr)
         return 2

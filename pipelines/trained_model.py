@@ -86,7 +86,8 @@ def _read_config(path: Path, source: str) -> TrainConfig:
         )
     try:
         data = json.loads(path.read_text())
-        return TrainConfig.from_json(data)
+        # paths relative to the run folder; the pretraining checkpoint is not needed to analyse a run
+        return TrainConfig.from_json(data, base=path.parent, require_inputs=False)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"model {source}: {path} is not a readable JSON file ({err})") from err
 

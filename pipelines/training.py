@@ -364,7 +364,10 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if ctx.is_main:
-        (out_dir / "config.json").write_text(json.dumps(config.to_json(), indent=1, default=str))
+        # paths relative to the run folder: the folder tree can be moved and read from anywhere
+        config_json = json.dumps(config.to_json(relative_to=out_dir), indent=1, default=str)
+        (out_dir / "config.json.tmp").write_text(config_json)
+        (out_dir / "config.json.tmp").replace(out_dir / "config.json")
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     run_name = config.run_name or f"{config.mode}-{out_dir.name}"
     tracker = RunTracker(tracking_uri, config.experiment, out_dir, run_name, enabled=ctx.is_main)

@@ -334,11 +334,19 @@ class TrainConfig:
         return params
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_json(
+        cls, data: dict[str, Any], base: str | Path | None = None, require_inputs: bool = True
+    ) -> TrainConfig:
         """The config :meth:`to_json` wrote (JSON lists become tuples; unknown names are refused).
 
         Args:
             data: a dict of field values, e.g. ``json.loads(Path("config.json").read_text())``.
+            base: the folder the file was read from (a run folder). Relative paths
+                (:data:`PATH_FIELDS`) are resolved against it — that is how :meth:`to_json` writes
+                them with ``relative_to`` —, falling back to the working directory for files written
+                before run folders were portable (where the path exists only from there).
+            require_inputs: ``False`` when the run is only analysed: a ``pretrained`` checkpoint
+                that is gone is then dropped (it only initialised the training) instead of refused.
 
         Returns:
             A validated ``TrainConfig``.
@@ -360,12 +368,44 @@ class TrainConfig:
             values["attention_sparsity"] = 0.0
         if "latent" not in values:  # written before the spatial-latent core existed
             values["latent"] = "vector"
+        if base is not None:
+            for name in PATH_FIELDS:
+                if values.get(name) is not None:
+                    values[name] = _resolve(Path(values[name]), Path(base))
+        if (
+            not require_inputs
+            and values.get("pretrained") is not None
+            and not Path(values["pretrained"]).is_file()
+        ):
+            values["pretrained"], values["freeze_encoder"] = None, False
         return cls(**values)
 
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-serialisable dict of every field (paths as strings)."""
+    def to_json(self, relative_to: str | Path | None = None) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field (paths as strings).
+
+        Args:
+            relative_to: write :data:`PATH_FIELDS` relative to this folder (the run folder), so
+                that the file still points at its inputs after the folder tree is moved or read
+                from another working directory; ``None``: as given.
+        """
         out = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if relative_to is not None and f.name in PATH_FIELDS and value is not None:
+                value = os.path.relpath(Path(value).resolve(), Path(relative_to).resolve())
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+PATH_FIELDS = ("datalist", "out_dir", "pretrained")
+"""The :class:`TrainConfig` fields that hold file paths (written relative to the run folder)."""
+
+
+def _resolve(path: Path, base: Path) -> Path:
+    """``path`` against ``base``; an old relative path that exists only from the working directory is kept."""
+    if path.is_absolute():
+        return path
+    candidate = base / path
+    if candidate.exists() or not path.exists():
+        return Path(os.path.normpath(candidate))
+    return path

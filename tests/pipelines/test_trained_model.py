@@ -195,3 +195,30 @@ def test_a_checkpoint_of_the_other_core_is_refused_naming_the_change(
         match=r"holds the spatial-latent core but its config.json describes the vector-latent core",
     ):
         load_trained_model(run)
+
+
+def test_a_moved_run_tree_loads_from_any_directory(untrained_run: Path, tmp_path: Path, monkeypatch) -> None:
+    """config.json written as training writes it (paths relative to the run folder) survives a move."""
+    from pipelines.training_config import TrainConfig
+
+    tree = tmp_path / "tree"
+    cohort = tree / "cohort"
+    shutil.copytree(Path(json.loads((untrained_run / "config.json").read_text())["datalist"]).parent, cohort)
+    run = tree / "runs" / "cls"
+    run.mkdir(parents=True)
+    shutil.copy(untrained_run / "best.pt", run / "best.pt")
+    (tree / "runs" / "pre.pt").write_bytes(b"")  # the pretraining checkpoint, gone after the move
+    config = TrainConfig.from_json(json.loads((untrained_run / "config.json").read_text()))
+    config.datalist, config.out_dir = cohort / "datalist.json", run
+    data = config.to_json(relative_to=run)
+    data["pretrained"] = "../pre.pt"
+    assert data["datalist"] == "../../cohort/datalist.json" and data["out_dir"] == "."
+    (run / "config.json").write_text(json.dumps(data))
+    moved = tmp_path / "elsewhere" / "tree"
+    shutil.move(str(tree), moved)
+    (moved / "runs" / "pre.pt").unlink()
+    monkeypatch.chdir(tmp_path)
+    trained = load_trained_model(moved / "runs" / "cls")
+    assert trained.config.datalist == moved / "cohort" / "datalist.json"
+    assert trained.config.datalist.is_file()
+    assert trained.config.pretrained is None  # only the training needed it

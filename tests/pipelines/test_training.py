@@ -540,7 +540,7 @@ def test_training_stores_the_dataset_intensity_range_and_fine_tuning_inherits_it
     cls = json.loads((runs["root"] / "cls" / "config.json").read_text())
     assert pre["intensity"] == "dataset" and pre["intensity_range"] == pytest.approx(expected)
     assert cls["intensity_range"] == pre["intensity_range"]  # taken from the pretraining run
-    assert TrainConfig.from_json(cls).intensity_range == pytest.approx(expected)
+    assert TrainConfig.from_json(cls, base=runs["root"] / "cls").intensity_range == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
