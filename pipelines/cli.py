@@ -430,9 +430,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"medglass {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:
+    except Exception as caught:
         if args.debug:
             raise
+        from pipelines.user_errors import user_error
+
+        err = user_error(caught)
         message = " ".join(str(err).split()) or type(err).__name__
         if not isinstance(err, (ValueError, TypeError, OSError)):  # not a user error: say what broke
             message = f"{type(err).__name__}: {message} (rerun with --debug for the traceback)"

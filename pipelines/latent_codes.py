@@ -30,9 +30,14 @@ from tqdm.auto import tqdm
 
 from pipelines.datalists import load_datalist
 from pipelines.trained_model import TrainedModel
+from pipelines.user_errors import user_error
 from transforms.image_loading import LoadMedicalImaged
 from transforms.keys import Keys
 from transforms.preprocessing import preprocessing_transforms
+from transforms.read_errors import ImageReadError
+
+MIN_INPUT_SIDE = 8
+"""Fewest pixels along an image axis for it to be explained (a 1 × 1 "image" is not one)."""
 
 __all__ = ["LatentCodes", "encode_records", "encode_datalist", "model_input_transforms", "load_model_input"]
 
@@ -132,7 +137,32 @@ def load_model_input(
     record = {Keys.IMAGE.value: str(image)}
     if mask is not None:
         record[Keys.MASK.value] = str(mask)
-    out = model_input_transforms(spatial_size, mask=mask is not None, intensity_range=intensity_range)(record)
+    keys = [Keys.IMAGE.value] + ([Keys.MASK.value] if mask is not None else [])
+    chain = model_input_transforms(spatial_size, mask=mask is not None, intensity_range=intensity_range)
+    try:
+        loaded = LoadMedicalImaged(keys)(record)
+        shape = [int(s) for s in loaded[Keys.IMAGE.value].shape]
+        small = [s for s in shape[1:] if s > 1]
+        if len(small) > len(spatial_size):
+            raise ImageReadError(
+                image,
+                f"a {len(small)}-D image (shape {' x '.join(map(str, shape[1:]))}, {shape[0]} channel(s)) where the "
+                f"model takes {len(spatial_size)}-D images",
+            )
+        if any(s < MIN_INPUT_SIDE for s in small) or len(small) < 2:
+            raise ImageReadError(
+                image,
+                f"image of {' x '.join(map(str, shape[1:]))} pixels is too small: at least {MIN_INPUT_SIDE} "
+                "pixels along two axes are needed",
+            )
+        out = chain.transforms[1:] and Compose(chain.transforms[1:])(loaded)
+    except Exception as err:
+        cause = user_error(err)
+        if not isinstance(cause, (ValueError, OSError)):
+            raise
+        if str(image) in str(cause):
+            raise cause from err
+        raise ValueError(f"{image}: {' '.join(str(cause).split())}") from err
     # plain tensors: every operation on a MetaTensor carries its metadata along, which made a
     # one-image explanation (hundreds of forward passes) markedly slower
     x = _plain(out[Keys.IMAGE.value]).float().unsqueeze(0)
