@@ -112,7 +112,7 @@ def flag_attribute(
         >>> flag_attribute(0.001, 0.002, 0.12)[0]
         True
         >>> flag_attribute(0.001, 0.4, 0.12)[1]
-        'not flagged: latent encodes it (p=0.001 < 0.01); head does not rely on it (p=0.4 >= 0.01); equalised-odds difference 0.120 > 0.05'
+        'not flagged: latent encodes it (p=0.001 < 0.01); within each label the decision does not rely on it (p=0.4 >= 0.01); equalised-odds difference 0.120 > 0.05'
     """
     t = thresholds if thresholds is not None else AuditThresholds()
     leakage_p, reliance_p = _check_p("leakage_p", leakage_p), _check_p("reliance_p", reliance_p)
@@ -128,9 +128,9 @@ def flag_attribute(
         parts.append(f"probe AUC {probe_auc:.2f} below the {t.min_probe_auc:.2f} floor")
     relies = reliance_p < t.alpha
     parts.append(
-        f"head relies on it (p={reliance_p:.3g} < {t.alpha:g})"
+        f"within each label the decision relies on it (p={reliance_p:.3g} < {t.alpha:g})"
         if relies
-        else f"head does not rely on it (p={reliance_p:.3g} >= {t.alpha:g})"
+        else f"within each label the decision does not rely on it (p={reliance_p:.3g} >= {t.alpha:g})"
     )
     if gap is None or not math.isfinite(gap):
         material = False
@@ -214,9 +214,10 @@ def summary_sentence(
         parts.append(f"{_dims_phrase(sorted(dims))} {verb} {attribute} (probe AUC {probe.auc:.2f})")
     if reliance is not None:
         parts.append(
-            f"removing the {attribute} direction moves the classifier's logit by "
+            f"intervention: removing the {attribute} direction from the latent would move the logit by "
             f"{reliance['mean_abs_delta_logit']:.2f} on average "
-            f"({reliance['delta_logit_fraction_of_std']:.0%} of its spread)"
+            f"({reliance['delta_logit_fraction_of_std']:.0%} of its spread; this counts disease information "
+            "that shares the direction, so it is not a test of reliance)"
         )
     if erasure_delta_auc is not None:
         parts.append(f"erasing {attribute} changes AUC by {erasure_delta_auc:+.3f}")

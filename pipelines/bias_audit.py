@@ -349,6 +349,15 @@ def _write_report(
         f"latent space encodes it, the classifier relies on it (both p < {thresholds.alpha} after Holm correction) "
         f"and the subgroup gap ({thresholds.gap_metric.replace('_', ' ')}) exceeds {thresholds.gap_threshold}."
     )
+    report.paragraph(
+        'Two different numbers, read them apart. Intervention — "removing the direction would move the logit '
+        "by X\": what erasing the attribute's direction from the latent would do to the decision; it counts "
+        "every piece of information that shares the direction, disease included, so a large value does not "
+        'mean the classifier uses the attribute. Reliance — "within each label the decision relies / does not '
+        'rely on it (p)": a permutation test of the logit against the attribute among images of the same '
+        "label; it asks whether the attribute moves the decision beyond what the label explains, and it is "
+        "the one that enters the flag."
+    )
     report.bullets(sentences, flagged=[flags[a] for a in results])
     for note in skipped:
         report.paragraph(f"Not audited — {note}.", css_class="note")
@@ -361,8 +370,8 @@ def _write_report(
                 "probe AUC": r["probe"].auc,
                 "top dims": ", ".join(f"z{d}" for d in r["probe"].top_dims(3)),
                 "leakage p (Holm)": leak_adj[a],
-                "reliance (logit)": r["reliance"],
-                "reliance p (Holm)": rel_adj[a],
+                "intervention (logit)": r["reliance"],
+                "within-label reliance p (Holm)": rel_adj[a],
                 "gap": thresholds.gap_of(r["report"]),
                 "ΔAUC if erased": r.get("erasure_delta_auc", float("nan")),
             }

@@ -24,7 +24,7 @@ def test_flag_truth_table(leaks, relies, material):
     assert flagged == (leaks and relies and material)
     assert reason.startswith("flagged: " if flagged else "not flagged: ")
     assert ("latent encodes it (p=0.001 < 0.01)" in reason) == leaks
-    assert ("head does not rely on it (p=0.02 >= 0.01)" in reason) == (not relies)
+    assert ("within each label the decision does not rely on it (p=0.02 >= 0.01)" in reason) == (not relies)
     assert ("equalised-odds difference 0.120 > 0.05" in reason) == material
 
 
@@ -72,7 +72,7 @@ def test_summary_sentence_names_the_group_and_numbers():
     # B detects 5/10; the others pooled detect 19/20
     assert sentence.startswith("site B: sensitivity 0.50 vs 0.95 elsewhere; ")
     assert "latent dims 3 and 7 encode site (probe AUC 0.93)" in sentence
-    assert "by 0.31 on average (15% of its spread)" in sentence
+    assert "by 0.31 on average (15% of its spread;" in sentence and "not a test of reliance" in sentence
     assert sentence.endswith("erasing site changes AUC by -0.004")
     single = ProbeResult(0.8, np.array([0.1, 0.8, 0.1]), (0.8,), ("A", "B"), 10)
     assert "latent dim 1 encodes site (probe AUC 0.80)" in summary_sentence("site", report, single)

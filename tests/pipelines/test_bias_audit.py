@@ -84,3 +84,15 @@ def test_bad_arguments_are_named(shortcut_run: tuple[Path, Path], tmp_path: Path
         audit(run, datalist, tmp_path, calibration_section="test", track=False, progress=False)
     with pytest.raises(ValueError, match="no section 'holdout'"):
         audit(run, datalist, tmp_path, section="holdout", track=False, progress=False)
+
+
+def test_the_report_reads_intervention_and_reliance_apart(audited: tuple[dict, Path]) -> None:
+    result, out = audited
+    page = (out / "report.html").read_text()
+    assert "Two different numbers, read them apart" in page
+    assert "intervention: removing the shortcut direction from the latent would move the logit by" in page
+    assert "not a test of reliance" in page
+    assert "intervention (logit)" in page and "within-label reliance p (Holm)" in page
+    # the flag's reason speaks of the within-label test
+    assert "within each label the decision relies on it" in page
+    assert result["flags"]["shortcut"] is True
