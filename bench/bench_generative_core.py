@@ -303,6 +303,12 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--max-positives", type=int, default=40, help="true positives given a counterfactual")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--beta",
+        type=float,
+        default=None,
+        help="KL weight of the global code (default: TrainConfig's, 0 in classify mode)",
+    )
     parser.add_argument("--out", default="runs/bench_core")
     parser.add_argument("--card", default=None, help="model card whose generated section to rewrite")
     parser.add_argument(
@@ -332,6 +338,7 @@ def main() -> None:
                         mode="classify",
                         latent=core,
                         epochs=args.epochs,
+                        beta=args.beta,
                         seed=seed,
                         spatial_size=(64, 64),
                         tracking_uri=f"sqlite:///{out.resolve()}/mlruns.db",
