@@ -407,8 +407,23 @@ def explain_image(
     metrics.update({f"{k.replace('/', '_')}": v for k, v in scores.items()})
     for r in ranking:
         metrics[f"contribution_z{r['dim']}"] = float(r["contribution"])
+    from pipelines.ood_reference import image_ood, ood_reference
+
+    reference = ood_reference(trained)
+    ood = image_ood(trained, x, reference) if reference is not None else None
+    if ood is not None:
+        metrics.update({f"ood_{k}": float(v) for k, v in ood.items()})
 
     report = HtmlReport(f"Explanation of {Path(image).name}")
+    if ood is not None and ood["flagged"]:
+        warning = (
+            f"{Path(image).name} is unlike the model's training images: reconstruction error "
+            f"{ood['recon_error']:.4f} (threshold {ood['recon_threshold']:.4f}), latent distance "
+            f"{ood['latent_distance']:.1f} (threshold {ood['latent_threshold']:.1f}). The prediction and its "
+            "explanations may mean nothing for it."
+        )
+        logger.warning(warning)
+        report.paragraph("Warning: " + warning, css_class="note")
     decision = "positive" if prob >= settings.threshold else "negative"
     report.paragraph(
         f"The model ({trained.source}) predicts class {settings.target_class} with probability {prob:.3f} "
