@@ -187,6 +187,7 @@ def run_demo(
                 "counterfactual_pointing_game",
                 "counterfactual_pointing_game_strict",
                 "cf_mean_outside_body_share",
+                "ood_flagged_share",
                 "attention_pointing_game",
                 "infill_flip_rate",
                 "occlusion_pointing_game",

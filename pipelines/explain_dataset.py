@@ -176,6 +176,17 @@ def explain_dataset(
         "true_positives_explained": float(len(true_pos)),
         "active_units": float((kl > ACTIVE_KL).sum()),
     }
+    from pipelines.ood_reference import image_ood, ood_reference
+
+    reference = ood_reference(trained)
+    if reference is not None:
+        ood_flags = []
+        for record in tqdm(codes.records, desc="out-of-distribution", disable=not progress, leave=False):
+            x, _ = load_model_input(
+                record["image"], trained.spatial_size, intensity_range=trained.intensity_range
+            )
+            ood_flags.append(image_ood(trained, x, reference)["flagged"])
+        metrics["ood_flagged_share"] = float(np.mean(ood_flags)) if ood_flags else 0.0
     labelled = codes.labels >= 0
     if labelled.any():
         metrics["accuracy"] = float(
@@ -224,6 +235,14 @@ def explain_dataset(
     report = HtmlReport(f"Explanations over {datalist.name} [{section}]")
     summary = [
         f"{len(codes)} images, {len(positives)} positives; {len(true_pos)} correctly classified positives explained.",
+        *(
+            [
+                f"{100 * metrics['ood_flagged_share']:.1f} % of the images are unlike the model's training images "
+                "(reconstruction error or latent distance above the 99.5th percentile of the training images)."
+            ]
+            if "ood_flagged_share" in metrics
+            else []
+        ),
         f"{int(metrics['active_units'])} of {trained.network.latent_dim} latent variables are active (KL > {ACTIVE_KL} nats).",
     ]
     if flips:

@@ -35,6 +35,8 @@ def test_dataset_report_scores_every_method_on_true_positives(
     assert m["cf_flip_rate"] == 1.0
     assert 0.0 < m["cf_median_changed_fraction"] <= 1.0
     assert "disentanglement/mig" in m  # factors.csv sits beside the cohort's datalists
+    assert 0.0 <= m["ood_flagged_share"] <= 1.0  # the section scored against the training images
+    assert 0.0 <= m["cf_mean_outside_body_share"] <= 1.0 and 0.0 <= m["counterfactual_dice"] <= 1.0
     page = _check_report(tmp_path)
     assert "latent_attribute_correlation.png" in page.src and "counterfactual_0.png" in page.src
 
