@@ -84,15 +84,9 @@ class GlassBoxNet(nn.Module):
             alone, while ``classify(mu)`` stays the head applied to ``mu`` (``None``, the default:
             on whenever the head is linear, there is a pooled branch and ``num_classes <
             latent_dim``). Why: the flattened branch is trained by reconstruction only and varies
-            a lot from image to image; read by the head it is noise in the logits. Measured on
-            the ``bench/bench_training.py`` cohort (``tiny``, 8 epochs, training seeds 0 / 1 / 2):
-            without the projection test AUC 0.914 / 0.530 / — (seed 1's train CE stayed at ln 2
-            for all 8 epochs; with the strided layout 0.832 / 0.572 / 0.482), with it 0.881 /
-            0.846 / 0.901 (strided layout 0.481 / 0.889 / 0.840). Elsewhere no difference
-            beyond seed-to-seed spread: demo fine-tuning (84 labels, conspicuous lesions,
-            training seeds 0 / 1) 0.974 / 0.978 with it, 0.995 / 0.929 without; shortcut
-            cohorts (``bench/bench_bias.py``, 5 seeds) reversed-marker AUC 0.11–0.96 with it,
-            0.09–0.95 without (mean 0.473 both). The decoder keeps the flattened branch in the
+            a lot from image to image; read by the head it is noise in the logits, and some training
+            seeds never left chance without the projection (``bench/bench_training.py``). The
+            decoder keeps the flattened branch in the
             other ``latent_dim - num_classes`` directions.
 
     Raises:

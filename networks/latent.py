@@ -36,17 +36,9 @@ class GaussianLatent(nn.Module):
     classification loss reaches the encoder only through the pooled branch: the flattened
     branch learns from reconstruction and KL alone.
 
-    Measured on ``brain2d`` 64×64 (2,000 training images, 8 epochs, ``tiny``, training seeds
-    on one cohort): with the loss reaching the flattened branch the network memorised its
-    training images (train CE 0.22, test AUC 0.855 / 0.492 / 0.545 with a global-max branch);
-    a global-max branch alone also fails (plain classifier on the encoder, seed 1: 0.486); the
-    gated average reached 0.860 / 0.847 / 0.793 without flips but 0.873 / 0.653 / 0.502 with
-    random flips, the attention-weighted average 0.890 / 0.852 with flips (a later re-run of
-    three seeds: 0.900 / 0.821 / 0.491, the third not learning within 8 epochs). Its attention
-    map points at the lesion in 0.63 of 100 true positives (``medglass explain``, the ``tiny``
-    model of ``bench/bench_training.py``), the exact per-position split of the logit
-    (:meth:`position_contributions`) in 0.60.
-    Figures: ``bundles/glassbox_classification/docs/README.md``.
+    Why: with the loss reaching the flattened branch the network memorised its training images,
+    and a plain global pooling learnt less reliably with random flips; ``bench/bench_training.py``
+    compares the poolings (figures in the bundle model card).
 
     Even so the flattened branch's share of ``mu`` reaches the logits *in value*: trained by
     reconstruction alone, it varies from image to image in every latent direction, the head

@@ -3,13 +3,10 @@
 The encoder is a stem conv at full resolution followed by stages that each start with a
 stride-2 unit. ``tiny``/``small``/``base`` have three stages: total stride 8, so a 64×64
 image gives 8×8 features — and an 8×8 attention map. ``tiny_fine`` has two (the last with
-twice the units): total stride 4, a 16×16 attention map on 64×64 images. Measured on the
-``bench/bench_training.py`` cohort (8 epochs, attention L1 term, 100 true positives per
-model), its attention map pointed at the lesion in 0.98 / 0.94 / 0.97 of true positives
-against 0.83 / 0.69 / 0.97 for ``tiny`` (training seeds 0 / 1 / 2), at test AUC
-0.922 / 0.913 / 0.859 against 0.905 / 0.883 / 0.885, with 2.6× the parameters, 1.3× the
-MACs and 0.85× the training images/s (see the model card). ``bench/bench_units.py`` and
-``bench/bench_models.py`` print the parameters, MACs and images/s of every preset.
+twice the units): total stride 4, a 16×16 attention map on 64×64 images, fine enough to point
+at a small lesion, which is why it is the default. ``bench/bench_units.py``,
+``bench/bench_models.py`` and ``bench/bench_training.py`` measure parameters, MACs, images/s
+and accuracy of every preset (figures in the model card).
 """
 
 from __future__ import annotations

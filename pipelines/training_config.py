@@ -87,9 +87,8 @@ class TrainConfig:
             ``"classify"`` (adds the label-masked cross-entropy).
         size: network preset, ``"tiny_fine"`` (default: total stride 4, an attention map at 1/4 of
             the input size), ``"tiny"`` (stride 8, fastest), ``"small"`` or ``"base"``; see
-            :mod:`networks.presets`. ``tiny_fine`` is the default because its attention map points
-            at the lesion (pointing game 0.94–0.98 on three seeds, ``tiny`` 0.69–0.97) at 0.8–0.93×
-            the training speed of ``tiny`` (bundle model card).
+            :mod:`networks.presets`. ``tiny_fine`` is the default because its finer attention map
+            and latent grid can point at and draw a small lesion (bundle model card).
         latent: the generative core: ``"spatial"`` (default, :class:`~networks.SpatialGlassBoxNet`:
             a latent grid at the encoder's resolution plus a global code, so the decoder can draw
             the small findings the head reads) or ``"vector"`` (:class:`~networks.GlassBoxNet`: one
@@ -116,42 +115,28 @@ class TrainConfig:
         batch_size: images per batch.
         lr: Adam learning rate (cosine-annealed over ``epochs``).
         weight_decay: Adam weight decay.
-        beta: weight of the KL term; ``None`` (default) means 1 in ``pretrain`` (the β-VAE)
-            and 0 in ``classify``. Measured on brain2d 64×64 (2,000 train / 500 test, 8 epochs,
-            ``tiny``, training seeds 0-3 on one cohort): with β = 1 fine-tuning learnt the lesions
-            in 2 of 3 seeds (test AUC 0.748 / 0.801 / 0.485), with β = 0 in 4 of 4 (0.860 / 0.847 /
-            0.793 / 0.788); β = 0.1 gave 0.693 on the seed that failed at 1, a β warm-up over 300
-            iterations 0.835 / 0.526. The cost: at β = 0 the fine-tuned latent is no longer held
-            to the prior (test KL 130 nats on the seed-0 run above, 14 at β = 1; 96 in the demo), so
-            traversal ranges come from the aggregate posterior; set ``beta=1`` to keep the
-            β-VAE prior during fine-tuning.
+        beta: weight of the KL term (of the global code, for the spatial core); ``None`` (default)
+            means 1 in ``pretrain`` (the β-VAE) and 0 in ``classify``: held to the prior during
+            fine-tuning, the latent learnt the lesions less reliably (``bench/bench_training.py``
+            compares); set ``beta=1`` to keep the β-VAE prior during fine-tuning.
         c_max: final KL capacity in nats (0: plain β-VAE).
         c_steps: iterations to reach ``c_max``.
         ce_weight: weight of the cross-entropy term in ``classify`` mode. The reconstruction
-            error is summed over pixels (~40 per 64×64 image), so CE needs a large weight to
-            shape the latent: on brain2d 2,000/500, 8 epochs (per-image intensity scaling), tiny
-            reached test AUC 0.79 with 100, 0.84 with 1000 and 0.83 with 5000; default 1000.
+            error is summed over pixels, so CE needs a large weight to shape the latent.
         attention_sparsity: weight of an L1 term on the attention map (its mean value), as a
-            fraction of ``ce_weight`` (so 0 in ``pretrain`` mode); 0 disables it. Default 0.1:
-            a sigmoid map that pays for every cell it keeps open has to single out the cells the
-            classifier reads. Measured on the ``bench/bench_training.py`` cohort (``tiny``, 8
-            epochs, training seeds 0 / 1 / 2, 100 correctly classified test positives each):
-            pointing game of the attention map 0.83 / 0.69 / 0.97 with 0.1 against 0.47 / 0.39 /
-            0.77 without (strict 0.29 / 0.18 / 0.33 against 0.12 / 0.06 / 0.29), test AUC
-            0.905 / 0.883 / 0.885 against 0.881 / 0.846 / 0.901.
-            With 0.2, 0.69 / 0.74 but test AUC 0.855 / 0.707 (seeds 0 / 1).
+            fraction of ``ce_weight`` (so 0 in ``pretrain`` mode); 0 disables it. A sigmoid map
+            that pays for every cell it keeps open has to single out the cells the classifier
+            reads, so the map points at the finding (``bench/bench_training.py`` measures it).
         label_fraction: fraction of training labels kept (stratified), the rest set to -1.
         labelled_share: when some training records are unlabelled (``classify`` mode), draw
             records with replacement so that this share of each batch carries a label on
-            average (:mod:`pipelines.sampling`); 0: plain shuffling. Default 0.5: on a demo-sized
-            cohort (840 training images, 84 labelled, lesion contrast 0.15–0.35, 10 epochs)
-            tiny reached test AUC 0.938 with 0.5 and flips, 0.576 with 0.5 and no flips
-            (memorised: train CE 0.015) and stayed at chance with plain shuffling.
+            average (:mod:`pipelines.sampling`); 0: plain shuffling. Default 0.5: with few labels,
+            plain shuffling shows the labelled images too rarely to learn from them.
         pretrained: checkpoint whose encoder/latent/decoder weights initialise the network.
         freeze_encoder: don't train the encoding path (encoder, attention, latent).
         flip_prob: probability of a random flip along each spatial axis of a training input
-            (the reconstruction target is flipped with it); 0: no flips. Default 0.5 (see
-            ``labelled_share`` for what it changed).
+            (the reconstruction target is flipped with it); 0: no flips. Default 0.5: without
+            flips a few labelled images are memorised.
         erase_prob: probability of random patch erasing on a training input (context modelling;
             the loss compares with the unerased image).
         intensity: ``"dataset"``: scale every image by one intensity range, the 0.5th/99.5th
@@ -165,10 +150,10 @@ class TrainConfig:
         num_workers: data-loader workers.
         cache_rate: share of each split's images kept in memory after loading and scaling
             (MONAI ``CacheDataset``; the random augmentations still run every epoch). 1 (default)
-            keeps all: at 64 × 64 a 2,000-image split is 33 MB, and decoding the PNGs again each
-            epoch took 14.7 s of a 2,000-image ``tiny`` epoch on one core (3.0 s cached). Lower it
-            for large 3D cohorts (``n × prod(spatial_size) × 4`` bytes per split).
-        amp: bfloat16 autocast for forward passes.
+            keeps all, so images are not decoded again every epoch; lower it for large 3D cohorts
+            (``n × prod(spatial_size) × 4`` bytes per split).
+        amp: bfloat16 autocast for forward passes (for CUDA; training warns on a CPU, where it
+            runs in emulation and is slower).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
         tracking_uri: MLflow tracking URI (``$MLFLOW_TRACKING_URI`` overrides it).
         experiment: MLflow experiment name.
