@@ -21,12 +21,10 @@ Prints flag rates and the mitigation figures (means, per-seed ranges and one lin
 the same ``--out``, the bench keeps the finished runs and does the rest. ``--summarize`` prints
 the summary of one or more ``results.json`` files (e.g. seeds run in parallel processes).
 
-Run: ``.venv/bin/python bench/bench_bias.py --seeds 0 1 2 3 4 --lesion-contrast 0.08 0.25`` (n 3,000,
-the default 20 epochs). Fewer epochs leave the shortcut model with the marker alone: with 1,200
-images and 6 epochs (``tiny``), and with ``tiny_fine`` at 10 epochs (seed 0: test AUC 0.911 =
-the marker's 0.9 agreement; erasing the marker left AUC 0.54), the latent held no lesion
-information to keep; at 20 epochs the same seed read both (test AUC 0.996, 0.993 after
-conditional erasure).
+Run: ``.venv/bin/python bench/bench_bias.py --seeds 0 1 2 3 4 --lesion-contrast 0.08 0.25 --card
+bundles/glassbox_classification/docs/README.md`` (n 3,000, the default 20 epochs; ``--card`` writes
+the summary into the model card's generated section). Too few epochs leave a shortcut model with
+the marker alone, and then there is no lesion information for an eraser to keep.
 """
 
 from __future__ import annotations

@@ -331,8 +331,7 @@ def reliance_statistic(head_weight, strata=None) -> Callable[..., float]:
     stratum, so only the attribute's own shift counts. Without them the label's shift and the
     attribute's add up where they agree and cancel where they oppose: on a test set in which
     a spurious marker is anti-correlated with the label, a model that leans on the marker has
-    a *smaller* pooled statistic than under permutation (measured on phantoms: p = 1.0 where
-    the within-label statistic gives p = 0.004).
+    a *smaller* pooled statistic than under permutation, and the pooled test misses it.
 
     Args:
         head_weight: ``(C, D)`` weight with ``C`` in {1, 2}, or ``(D,)``.

@@ -49,8 +49,8 @@ def upsample_attention(attention: torch.Tensor, spatial_size: list[int]) -> torc
     """Resize a feature-grid map to the input size, each cell over the centre of its receptive field.
 
     The encoder downsamples with "same"-padded stride-2 3×3 convs, which centre feature cell
-    ``j`` on input pixel ``s·j`` (``s`` = the total stride): measured on ``tiny``, the
-    receptive-field centroid of a cell lies within 0.7 px of ``8·j`` on average. Plain
+    ``j`` on input pixel ``s·j`` (``s`` = the total stride: each conv's centre tap sits on the
+    pixel its output is indexed by). Plain
     resizing (``align_corners=False``) would put the cell's value at ``s·j + (s − 1)/2``, i.e.
     3.5 px further down and right at stride 8 — a systematic shift of the displayed map. Here
     cell ``j`` lands on pixel ``s·j`` (bi/trilinear with ``align_corners=True`` onto
