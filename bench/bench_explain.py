@@ -1,7 +1,7 @@
 """Latency and peak memory of one-image ``medglass explain`` on a trained run, cold and cached.
 
-Times :func:`pipelines.explain.explain_image` in this process (after the imports, which alone
-take a few seconds: torch and MONAI) twice: the first call computes the latent scale of the
+Times :func:`pipelines.explain.explain_image` in this process (after the imports of torch and
+MONAI) twice: the first call computes the latent scale of the
 run's training images and caches it in the run folder, the second reuses it. Also prints the
 import time and the process's peak resident memory.
 

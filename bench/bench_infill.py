@@ -2,13 +2,14 @@
 
 The search (``evaluation.infill_counterfactuals``) ranks every window by its own effect. The
 baseline materialises one image-sized mask per window and infills them all before the forward
-passes (what the module did before 2026-12-01); the current code keeps the windows as corners
-and builds each forward pass's masks on the fly. Each variant runs in its own process on the
+passes; the current code keeps the windows as corners and builds each forward pass's masks on
+the fly. Each variant runs in its own process on the
 same known-answer volume (a bright spot that a max-detector reads, a flat "reconstruction"), so
 peak RSS is that variant's alone. Prints seconds, peak RSS and the ratios to the baseline.
 
-Run: ``.venv/bin/python bench/bench_infill.py --size 64`` (the baseline needs about 17 GB at 64³;
-``--size 48`` needs about 7 GB).
+Run: ``.venv/bin/python bench/bench_infill.py --size 64`` (the baseline's memory grows with the
+number of windows times the volume size, so check the free memory first; the default ``--size
+48`` needs less).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""Model cost side by side: GlassBoxNet tiny/small/base vs MONAI DenseNet121 and resnet18.
+"""Model cost side by side: GlassBoxNet tiny/small/base/tiny_fine vs MONAI DenseNet121 and resnet18.
 
 Prints params, MACs, training and inference images/s at 64×64 (batch 32) with 1 and 2
 torch threads, fp32 and bf16 autocast, and peak resident memory; ratios are to
 DenseNet121. Every (model, threads, precision) cell runs in a fresh subprocess so its
 peak memory (``ru_maxrss``) and thread setting are its own. Accuracy (test AUC on the
-same data and epochs) is measured by the training benchmark once the workflows land.
+same data and epochs) is ``bench/bench_training.py``'s.
 
 Run: ``.venv/bin/python bench/bench_models.py [--steps 5] [--threads 1 2] [--precisions fp32 bf16]``
 """

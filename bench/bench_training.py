@@ -1,13 +1,13 @@
 """Accuracy and training speed side by side, in one run on the same data and epochs.
 
-Models: GlassBoxNet tiny/small/base (``pipelines.training.train``) against MONAI
+Models: GlassBoxNet tiny/small/base/tiny_fine (``pipelines.training.train``) against MONAI
 DenseNet121 and resnet18 trained the same way (same transforms, optimiser, epochs,
 batch size, best-validation-AUC checkpoint, test set), plus the label-efficiency trio
 for one GlassBox size: all labels, 10 % labels semi-supervised (all images for
 reconstruction) and the 10 % labelled images alone, with DenseNet121 on the same 10 % subset
 as the reference of what that many labels allow (``--pretrain-epochs N`` adds the demo's
-recipe: self-supervised pretraining on all images, then the same 10 % fine-tuning from it). Prints test AUC, training images/s
-and ratios to DenseNet121, and the phantom parameters used (the difficulty must leave
+recipe: self-supervised pretraining on all images, then the same 10 % fine-tuning from it).
+Prints test AUC, training images/s and ratios to DenseNet121, and the phantom parameters used (the difficulty must leave
 headroom: DenseNet121 at or below test AUC 0.97).
 
 Run: ``.venv/bin/python bench/bench_training.py --epochs 8 --models tiny densenet121``
@@ -49,8 +49,8 @@ def make_cohort(
 ) -> tuple[Path, dict]:
     """Generate the benchmark cohort; returns its datalist and the phantom config used.
 
-    ``lesion_contrast`` overrides the default ``PhantomConfig.lesion_contrast_range`` (to try a
-    difficulty before making it the default).
+    ``lesion_contrast`` overrides the default ``PhantomConfig.lesion_contrast_range`` (to try
+    another difficulty).
     """
     n = n_train + n_val + n_test
     extra = {"lesion_contrast_range": tuple(lesion_contrast)} if lesion_contrast else {}

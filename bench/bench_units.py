@@ -1,68 +1,18 @@
 """Throughput of the encoder unit types (``shuffle`` vs ``dense``) and layouts in GlassBoxNet, per size preset.
 
-For each thread count, size preset, unit type and layout (:data:`LAYOUTS`) this prints the parameters and
-MACs per image (whole model and encoder alone) and the images/s of one training
-step's forward + backward (fastest of ``--iters`` steps, unit types timed in
-alternation) (batch 32, 1×64×64, reconstruction + KL + CE loss),
-for the whole model and for the encoder alone. The default unit of
-:class:`networks.glassbox.GlassBoxNet` is the one with the best images/s at
-(near-)equal parameters; accuracy is compared later by the training bench.
+For each thread count, size preset, unit type and layout (:data:`LAYOUTS`) this prints the
+parameters and MACs per image and the images/s of one training step's forward + backward
+(fastest of ``--iters`` steps, variants timed in alternation; batch 32, 1×64×64,
+reconstruction + KL + CE loss), for the whole model and for the encoder alone. The default
+unit of :class:`networks.glassbox.GlassBoxNet` is the one with the best images/s at
+(near-)equal parameters. Speed alone does not choose the layout: every preset keeps the
+``full`` layout because the faster ones (no full-resolution convolution after the stem) can
+learn the small, faint lesions later or not at all (this bench does not train to accuracy);
+they stay available (``GlassBoxNet(stem_stride=2, subpixel_output=True)``) for data whose
+findings are larger than a few pixels.
 
-Run: ``.venv/bin/python bench/bench_units.py`` (about 2 minutes on 2 CPU cores);
-``--sizes tiny --threads 1`` for a quick look.
-
-Figures on the project's 2-core CPU VM (torch 2.13 CPU, shared with other jobs,
-so the 2-thread rows are noisy; img/s = whole model, enc = encoder alone)::
-
-    thr size  unit        params enc params   MMACs enc MMACs   img/s enc img/s
-      1 tiny  shuffle    180,516     31,872    28.5       7.7   116.9     206.3
-      1 tiny  dense      182,270     33,626    26.5       5.6   140.4     291.5
-      1 small shuffle    523,988    135,120   112.8      30.7    51.1      91.8
-      1 small dense      536,890    148,022   104.5      22.4    64.4     137.4
-      1 base  shuffle  2,860,804    941,504   960.0     181.3    10.8      28.6
-      1 base  dense    2,907,740    988,440   928.2     149.5    13.2      41.0
-      2 small shuffle    523,988    135,120   112.8      30.7   102.6     171.9
-      2 small dense      536,890    148,022   104.5      22.4   118.7     239.9
-      2 base  shuffle  2,860,804    941,504   960.0     181.3    18.4      49.2
-      2 base  dense    2,907,740    988,440   928.2     149.5    23.0      79.7
-
-With 1-5 % more weights and 7-27 % fewer MACs, the dense unit's encoder trains
-1.4-1.6x more images/s and the whole model 1.15-1.25x (the decoder's dense
-full-resolution convs dominate the whole model's cost); so ``unit="dense"`` is
-the default. (2-thread tiny rows were swamped by other jobs in that run.)
-
-Layouts (``--units dense``, every layout timed in alternation, cores otherwise idle,
-2026-12-01; the earlier ``dense`` rows above are the ``full`` layout)::
-
-    thr size  unit/layout         params enc params   MMACs enc MMACs   img/s enc img/s
-      1 tiny  dense/full         186,398     33,626    26.5       5.6    71.6     174.2
-      1 tiny  dense/subpixel     184,497     33,626    17.1       5.6   118.4     173.0
-      1 tiny  dense/strided      184,497     33,626    16.6       5.2   133.4     229.3
-      1 small dense/full         545,114    148,022   104.6      22.4    35.5      81.6
-      1 small dense/subpixel     536,701    148,022    66.8      22.4    59.3      92.7
-      1 small dense/strided      536,701    148,022    66.1      21.8    59.6     105.3
-      1 base  dense/full       2,924,156    988,440   928.2     149.5     5.8      21.8
-      1 base  dense/subpixel   2,851,903    988,440   626.2     149.5     9.2      20.9
-      1 base  dense/strided    2,851,903    988,440   625.4     148.6     9.9      23.2
-      2 tiny  dense/full         186,398     33,626    26.5       5.6   135.2     272.0
-      2 tiny  dense/subpixel     184,497     33,626    17.1       5.6   186.4     267.5
-      2 tiny  dense/strided      184,497     33,626    16.6       5.2   230.0     346.9
-      2 small dense/full         545,114    148,022   104.6      22.4    62.9     124.8
-      2 small dense/subpixel     536,701    148,022    66.8      22.4    82.6     135.8
-      2 small dense/strided      536,701    148,022    66.1      21.8    92.3     150.8
-      2 base  dense/full       2,924,156    988,440   928.2     149.5     9.7      35.6
-      2 base  dense/subpixel   2,851,903    988,440   626.2     149.5    16.8      35.2
-      2 base  dense/strided    2,851,903    988,440   625.4     148.6    17.3      40.2
-
-The sub-pixel decoder output makes ``tiny`` train 1.65x (1 thread) / 1.38x (2 threads)
-more images/s, with the strided stem as well 1.86x / 1.70x. Accuracy decides the default,
-and it went the other way: ``bench/bench_training.py`` cohort, ``tiny``, 8 epochs, training
-seeds 0 / 1 / 2 (with ``pooled_logits``): ``full`` test AUC 0.881 / 0.846 / 0.901,
-``subpixel`` 0.792 / 0.840 / 0.888, ``strided`` 0.481 / 0.889 / 0.840 (seed 0 never left
-chance). Three seeds cannot separate small differences, but a faster layout that learns
-the small, faint lesions later (``subpixel`` seed 0) or not at all (``strided`` seed 0) is
-no gain, so every preset keeps the ``full`` layout; the others stay available (``GlassBoxNet(stem_stride=2, subpixel_output=True)``) for data
-whose findings are larger than a few pixels.
+Run: ``.venv/bin/python bench/bench_units.py`` (keep the other cores idle: the figures are
+wall-clock times); ``--sizes tiny --threads 1`` for a quick look.
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ class LatentEraser(nn.Module):
         }
 
     def save(self, path: str | PathLike) -> Path:
-        """Write the buffers and :meth:`metadata` to ``path`` (``torch.save``, a few KB)."""
+        """Write the buffers and :meth:`metadata` to ``path`` (``torch.save``; a small file)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}

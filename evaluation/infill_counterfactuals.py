@@ -2,8 +2,8 @@
 
 The question a counterfactual answers is "what would have to be different in this image for
 the decision to change?". :mod:`evaluation.counterfactuals` answers it in the latent space; its
-difference map can only show what the decoder can draw, and the 16-variable decoder does not
-draw small findings. This module answers it in the image: replace a region of the image by the
+difference map can only show what the decoder can draw, and the vector core's decoder
+(:class:`~networks.GlassBoxNet`) does not draw small findings. This module answers it in the image: replace a region of the image by the
 same region of the network's reconstruction — an image of the same anatomy without what the
 latent could not hold — and look for the smallest region whose replacement changes the decision
 (the counterfactual infill of Chang et al., "Explaining Image Classifiers by Counterfactual

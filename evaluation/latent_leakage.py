@@ -169,10 +169,10 @@ def probe_statistic(
 ) -> Callable[..., float]:
     """A fast probe-AUC statistic ``fn(mu, groups) -> float`` for :func:`permutation_test`.
 
-    Two shortcuts make 200 permutations take about a second: ``folds=1`` scores one stratified
+    Two shortcuts keep a permutation test fast: ``folds=1`` scores one stratified
     split (``test_size`` held out; ``folds>=2`` averages a stratified k-fold), and
     ``model="least_squares"`` fits a closed-form ridge linear discriminant on standardised ``mu``
-    instead of a logistic regression (``model="logistic"``, ~50x slower). Both are linear probes
+    instead of a logistic regression (``model="logistic"``, much slower). Both are linear probes
     with near-identical AUCs; since the observed value and every permutation use the same
     function the test is valid either way. Report :func:`probe_auc` (5 folds) as the effect size.
 

@@ -11,11 +11,8 @@ Values keep each method's own scale (no normalisation); only their order matters
 - ``contribution``: each feature position's exact share of the target class's logit margin
   (:meth:`networks.GlassBoxNet.position_contributions`: attention × class evidence, plus the
   flattened branch's share), positive part, resized like ``attention``. Unlike GradCAM it is no
-  approximation: the shares add up to the margin. Pointing game on 100 true positives of
-  ``brain2d`` (default difficulty, the ``tiny`` model of ``bench/bench_training.py``, test AUC
-  0.914): attention 0.63, contribution 0.60, GradCAM 0.42 (0.33 / 0.34 / 0.27 when the maps
-  were still drawn 3.5 px down and right of where the features look); other trained models
-  gave other orders — which map localises best depends on the trained model.
+  approximation: the shares add up to the margin. Which map localises best depends on the
+  trained model; ``medglass explain --datalist`` scores every map against the lesion masks.
 - ``counterfactual``: ``|counterfactual − reconstruction|`` of a latent shift, summed over channels
   (:func:`evaluation.counterfactuals.latent_shift_counterfactual`).
 - ``infill``: ``|counterfactual − image|`` of the infill counterfactual, summed over channels: the
@@ -212,7 +209,7 @@ def default_gradcam_layer(model: nn.Module) -> str:
     """Name of the layer Grad-CAM reads by default: the encoder's last block.
 
     For :class:`~networks.GlassBoxNet` that is ``encoder.layers.<last>``, the last shuffle unit at
-    1/8 of the input size: the deepest spatial features, the ones the attention gates and the
+    the encoder's total stride (1/8 of the input size; 1/4 for ``tiny_fine``): the deepest spatial features, the ones the attention gates and the
     latent layer flattens (after it there is no spatial map left to weight).
 
     Args:

@@ -1,4 +1,4 @@
-"""The glass-box encoder: a full-resolution stem and three stages of shuffle units."""
+"""The glass-box encoder: a stem conv and stages of shuffle units, total stride ``2 ** stages``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ class ShuffleEncoder(nn.Module):
 
     With ``stem_stride=2`` the stem downsamples instead of the first stage (whose first unit
     then only changes the channel count): the total stride is the same, ``2 ** len(widths)``,
-    but no convolution runs at full resolution after the stem (``tiny``'s encoder alone trains
-    1.3x faster on a CPU; ``bench/bench_units.py``).
+    but no convolution runs at full resolution after the stem, which makes the encoder faster on
+    a CPU (``bench/bench_units.py`` measures it).
 
     Args:
         spatial_dims: 2 or 3.

@@ -55,8 +55,9 @@ class GlassBoxNet(nn.Module):
         num_classes: number of classifier logits.
         img_size: spatial size of the images (int for all dims, or one per dim); each
             entry must be divisible by the encoder's total stride (8; 4 for ``tiny_fine``).
-        size: width/depth preset, ``"tiny"`` (~0.2 M params), ``"small"`` or ``"base"`` (a few M),
-            or ``"tiny_fine"`` (~0.5 M, total stride 4: an attention map at 1/4 of the input size).
+        size: width/depth preset, ``"tiny"`` (fewest parameters), ``"small"`` or ``"base"``
+            (wider and deeper), or ``"tiny_fine"`` (total stride 4: an attention map at 1/4 of
+            the input size); see :mod:`networks.presets`.
         latent_dim: number of latent variables.
         head: ``"linear"`` (glass-box, default) or ``"mlp"`` classifier head on ``mu``.
         unit: encoder unit, ``"dense"`` (default, fastest on CPU at equal weights) or
@@ -84,10 +85,9 @@ class GlassBoxNet(nn.Module):
             alone, while ``classify(mu)`` stays the head applied to ``mu`` (``None``, the default:
             on whenever the head is linear, there is a pooled branch and ``num_classes <
             latent_dim``). Why: the flattened branch is trained by reconstruction only and varies
-            a lot from image to image; read by the head it is noise in the logits, and some training
-            seeds never left chance without the projection (``bench/bench_training.py``). The
-            decoder keeps the flattened branch in the
-            other ``latent_dim - num_classes`` directions.
+            a lot from image to image; read by the head it is noise in the logits that can keep
+            the classifier at chance. The decoder keeps the flattened branch in the other
+            ``latent_dim - num_classes`` directions.
 
     Raises:
         TypeError: if an integer argument is not an int.

@@ -36,16 +36,15 @@ class GaussianLatent(nn.Module):
     classification loss reaches the encoder only through the pooled branch: the flattened
     branch learns from reconstruction and KL alone.
 
-    Why: with the loss reaching the flattened branch the network memorised its training images,
-    and a plain global pooling learnt less reliably with random flips; ``bench/bench_training.py``
-    compares the poolings (figures in the bundle model card).
+    Why: with the loss reaching the flattened branch the network memorises its training images,
+    and a plain global pooling learns less reliably with random flips (``medglass classify
+    --latent-pool`` trains each).
 
     Even so the flattened branch's share of ``mu`` reaches the logits *in value*: trained by
     reconstruction alone, it varies from image to image in every latent direction, the head
-    reads that as noise, and the classifier of a failing seed stayed at train CE ln 2 for all 8
-    epochs. ``protected`` (``GlassBoxNet(pooled_logits=True)``, the default) takes the head's
-    weight rows out of the flattened branch, so the logits come from the pooled branch alone;
-    the seeds that had not learnt then did (figures in ``GlassBoxNet``'s docstring).
+    reads that as noise, and a classifier can stay at chance. ``protected``
+    (``GlassBoxNet(pooled_logits=True)``, the default) takes the head's weight rows out of the
+    flattened branch, so the logits come from the pooled branch alone.
 
     Args:
         spatial_dims: 2 or 3.

@@ -191,7 +191,8 @@ class GlassBoxLoss(nn.Module):
         attention_weight: weight of an L1 sparsity term on the attention map (its mean value
             over the batch, ``outputs["attention"]``, in [0, 1]); 0 (default) disables it. A
             sigmoid map that must stay low where nothing is found has to single out the cells
-            the classifier reads — see ``TrainConfig.attention_sparsity`` for what it measured.
+            the classifier reads, so the map points at the finding (``medglass explain --datalist``
+            scores where it points against the lesion masks).
 
     Raises:
         ValueError: for out-of-range weights or unknown options.

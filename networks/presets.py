@@ -5,8 +5,8 @@ stride-2 unit. ``tiny``/``small``/``base`` have three stages: total stride 8, so
 image gives 8×8 features — and an 8×8 attention map. ``tiny_fine`` has two (the last with
 twice the units): total stride 4, a 16×16 attention map on 64×64 images, fine enough to point
 at a small lesion, which is why it is the default. ``bench/bench_units.py``,
-``bench/bench_models.py`` and ``bench/bench_training.py`` measure parameters, MACs, images/s
-and accuracy of every preset (figures in the model card).
+``bench/bench_models.py`` and ``bench/bench_training.py`` print parameters, MACs, images/s
+and accuracy of the presets.
 """
 
 from __future__ import annotations

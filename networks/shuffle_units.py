@@ -12,20 +12,17 @@ strided branches instead of splitting it.
 ``unit="dense"`` — the same split/concat/shuffle unit whose branch is a *dense*
 3×3 conv into a narrow bottleneck of ``c / 5`` channels followed by a 1×1 conv
 back to ``c`` channels (``9c·c/5 + c·c/5 = 2c²`` weights: the same capacity).
-In 3D its 3×3×3 conv holds ``27c·c/5`` weights, so there the dense model is about
-20 % larger than the depthwise one (tiny 3D: 329 k vs 275 k parameters).
+In 3D its 3×3×3 conv holds ``27c·c/5`` weights, so there the dense model is larger
+than the depthwise one.
 
-Why the switch, and why ``"dense"`` is the default: depthwise convolutions are
-cheap in MACs but memory-bound; on the CPUs this project targets a depthwise
-3×3 conv runs near 1 GFLOP/s while a dense 3×3 conv runs at 30–76 GFLOP/s, and
-the depthwise branch needs three conv + norm passes over the activations where
-the dense branch needs two. ``bench/bench_units.py`` measures both unit types
-in the full :class:`~networks.glassbox.GlassBoxNet` (forward + backward, batch
-32, 64×64, 1 and 2 threads). With 1–5 % more weights and 7–27 % fewer MACs than
-``"shuffle"``, the dense-unit encoder trained 1.4–1.6× more images per second at
-every size preset, and the whole model 1.15–1.25× (its decoder is the same for
-both), so ``"dense"`` is the default; ``unit="shuffle"`` keeps the paper's unit
-for hardware with fast depthwise kernels and for comparison in the training bench.
+Why ``"dense"`` is the default: depthwise convolutions are cheap in MACs but
+memory-bound, so on a CPU they run far below the arithmetic rate of a dense 3×3
+conv, and the depthwise branch needs three conv + norm passes over the activations
+where the dense branch needs two. At about the same weights, the dense unit trains
+more images per second (``bench/bench_units.py`` measures both unit types in the full
+:class:`~networks.glassbox.GlassBoxNet`, forward + backward, per size preset and thread
+count); ``unit="shuffle"`` keeps the paper's unit for hardware with fast depthwise
+kernels and for comparison.
 
 Written by hand because MONAI has no ShuffleNet block and torchvision's
 ShuffleNetV2 is 2D-only; the convolutions, norms and activations are MONAI's

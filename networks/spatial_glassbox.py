@@ -1,9 +1,10 @@
 """``SpatialGlassBoxNet``: a latent that can draw what the classifier reads.
 
-The vector core (:class:`~networks.glassbox.GlassBoxNet`) squeezes an image into 16 numbers;
-its decoder draws a blurred brain without a lesion of a few pixels, so latent traversals and
-latent-shift counterfactuals cannot show the finding. This core keeps the glass-box property
-with a hierarchical latent:
+The vector core (:class:`~networks.glassbox.GlassBoxNet`) squeezes an image into one latent
+vector (16 numbers by default); its decoder draws a blurred brain without a lesion of a few
+pixels, so latent traversals and latent-shift counterfactuals cannot show the finding. This core
+keeps the glass-box property with a hierarchical latent (``bench/bench_generative_core.py``
+compares the two cores and writes the figures into the classification model card):
 
 * a **latent grid** ``z_s`` of ``spatial_channels`` at the encoder's resolution (1/4 of the image
   for ``tiny_fine``), each cell a diagonal Gaussian KL-regularised towards ``N(0, I)`` (as in

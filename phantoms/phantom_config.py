@@ -82,7 +82,7 @@ class PhantomConfig:
     # --- lesions (label = 1) ---
     lesion_radius_range: tuple[float, float] = (1.5, 3.5)  # px at size 64 (scaled; never below 1 px)
     # added to the T1 intensity (WM is ~0.6). From 0.02 so the faintest lesions are near-invisible and
-    # the task keeps headroom: DenseNet121 test AUC 0.91 (0.98 with the former (0.08, 0.25)), see bench/
+    # the task keeps headroom (bench/bench_training.py prints DenseNet121's test AUC on it)
     lesion_contrast_range: tuple[float, float] = (0.02, 0.25)
     lesion_edge_softness: float = (
         0.5  # px at size 64: width of the blob's intensity roll-off (mask unaffected)

@@ -8,8 +8,8 @@ well on ``test`` and badly on ``test_shifted``, which is what bias mitigation mu
 record also carries the null attribute ``random_group`` (drawn independently of image and label),
 which an audit must *not* flag. With ``n_calibration > 0`` a third independent cohort with the
 training agreement becomes the section ``calibration``: held-out images with attribute labels to
-fit an eraser on (the validation split alone is small — a 300-image fit leaves a residual the
-probe can read, see ``pipelines.bias_mitigation.mitigate``).
+fit an eraser on (the validation split alone is small, and an eraser fitted on few images leaves
+a residual a probe can read; ``bench/bench_bias.py --n-calibration`` sets the size).
 
 Layout written to ``out_dir``: ``main/`` and ``shifted/`` (each a complete phantom cohort),
 ``datalist.json`` (``training``/``validation``/``test`` from ``main``, ``test_shifted`` from

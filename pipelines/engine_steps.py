@@ -40,9 +40,9 @@ def _plain(data: Any) -> torch.Tensor:
     """``data`` as a plain ``torch.Tensor``: a MONAI ``MetaTensor`` batch loses its metadata here.
 
     The network needs none of it, and every op on a ``MetaTensor`` goes through its
-    ``__torch_function__`` (copying metadata onto each result, in the backward pass too):
-    measured on ``tiny`` (batch 32, 64×64, one thread) that made a training step 1.2–1.3×
-    slower than the same step on plain tensors.
+    ``__torch_function__`` (copying metadata onto each result, in the backward pass too),
+    which makes a training step slower than the same step on plain tensors
+    (``bench/bench_loader.py`` measures metadata tracking on and off).
     """
     return convert_to_tensor(data, track_meta=False)
 

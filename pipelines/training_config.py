@@ -88,11 +88,12 @@ class TrainConfig:
         size: network preset, ``"tiny_fine"`` (default: total stride 4, an attention map at 1/4 of
             the input size), ``"tiny"`` (stride 8, fastest), ``"small"`` or ``"base"``; see
             :mod:`networks.presets`. ``tiny_fine`` is the default because its finer attention map
-            and latent grid can point at and draw a small lesion (bundle model card).
+            and latent grid can point at and draw a small lesion (``medglass explain --datalist``
+            scores where the maps point).
         latent: the generative core: ``"spatial"`` (default, :class:`~networks.SpatialGlassBoxNet`:
             a latent grid at the encoder's resolution plus a global code, so the decoder can draw
             the small findings the head reads) or ``"vector"`` (:class:`~networks.GlassBoxNet`: one
-            latent vector; runs written before this field existed load as ``"vector"``).
+            latent vector; a saved config without this field loads as ``"vector"``).
         latent_dim: number of latent variables the head reads (``mu``); with ``latent="spatial"``
             ``spatial_channels`` pooled grid channels plus ``latent_dim - spatial_channels`` global ones.
         spatial_channels: channels of the latent grid (``latent="spatial"``); ``None`` (default):
@@ -107,7 +108,7 @@ class TrainConfig:
             weight rows out of the flattened branch's share of the latent mean, so the logits come
             from the pooled (attention-weighted) branch alone; ``False`` lets both branches feed
             the logits; ``None`` (default): ``True`` whenever the network allows it. See
-            ``networks.glassbox.GlassBoxNet`` for the measured trade-off.
+            ``networks.glassbox.GlassBoxNet`` for why.
         spatial_size: image size after preprocessing (2 or 3 ints, each divisible by the
             preset's total stride: 4 for ``tiny_fine``, 8 for the others).
         num_classes: classifier outputs.
@@ -117,8 +118,8 @@ class TrainConfig:
         weight_decay: Adam weight decay.
         beta: weight of the KL term (of the global code, for the spatial core); ``None`` (default)
             means 1 in ``pretrain`` (the β-VAE) and 0 in ``classify``: held to the prior during
-            fine-tuning, the latent learnt the lesions less reliably (``bench/bench_training.py``
-            compares); set ``beta=1`` to keep the β-VAE prior during fine-tuning.
+            fine-tuning, the latent learns the lesions less reliably; set ``beta=1`` to keep the
+            β-VAE prior during fine-tuning.
         c_max: final KL capacity in nats (0: plain β-VAE).
         c_steps: iterations to reach ``c_max``.
         ce_weight: weight of the cross-entropy term in ``classify`` mode. The reconstruction
@@ -126,7 +127,8 @@ class TrainConfig:
         attention_sparsity: weight of an L1 term on the attention map (its mean value), as a
             fraction of ``ce_weight`` (so 0 in ``pretrain`` mode); 0 disables it. A sigmoid map
             that pays for every cell it keeps open has to single out the cells the classifier
-            reads, so the map points at the finding (``bench/bench_training.py`` measures it).
+            reads, so the map points at the finding (``medglass explain --datalist`` scores where
+            it points).
         label_fraction: fraction of training labels kept (stratified), the rest set to -1.
         labelled_share: when some training records are unlabelled (``classify`` mode), draw
             records with replacement so that this share of each batch carries a label on
@@ -153,7 +155,7 @@ class TrainConfig:
             keeps all, so images are not decoded again every epoch; lower it for large 3D cohorts
             (``n × prod(spatial_size) × 4`` bytes per split).
         amp: bfloat16 autocast for forward passes (for CUDA; training warns on a CPU, where it
-            runs in emulation and is slower).
+            runs in emulation and is slower: ``bench/bench_models.py --precisions fp32 bf16``).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (cuda when available).
         tracking_uri: MLflow tracking URI (``$MLFLOW_TRACKING_URI`` overrides it).
         experiment: MLflow experiment name.
