@@ -1,9 +1,12 @@
 """When an attribute is flagged in a bias audit, and one plain sentence saying why.
 
 An attribute is flagged when all three hold: the latent mean encodes it (leakage
-permutation test significant), the linear head leans on it (reliance permutation test
-significant) — both after Holm correction over the audited attributes — and the model
-treats its groups differently (a subgroup gap above a threshold). Leakage alone is not
+permutation test significant), the decision relies on it within each label (reliance
+permutation test significant) — both after Holm correction over the audited attributes — and
+the model treats its groups differently (a subgroup gap above a threshold). The audit also
+reports an intervention — how far removing the attribute's direction would move the logit —
+which is not a test of reliance; :data:`INTERVENTION_READING` and :data:`RELIANCE_READING` say
+how to read each, and every report of the audit shows both. Leakage alone is not
 harm (the latent may encode site without the head reading it); a gap alone may come
 from case mix rather than from the model's use of the attribute.
 """
@@ -18,7 +21,32 @@ import numpy as np
 from evaluation.latent_leakage import ProbeResult
 from evaluation.subgroup_audit import SubgroupReport
 
-__all__ = ["AuditThresholds", "GAP_METRICS", "flag_attribute", "summary_sentence"]
+__all__ = [
+    "AuditThresholds",
+    "GAP_METRICS",
+    "INTERVENTION_READING",
+    "RELIANCE_READING",
+    "flag_attribute",
+    "intervention_phrase",
+    "reliance_phrase",
+    "summary_sentence",
+]
+
+INTERVENTION_READING = (
+    "Intervention — what happens if we remove this direction: how far the logit would move if the "
+    "attribute's direction were erased from the latent space, counting everything that shares the "
+    "direction (disease information included), so a large value says that erasing would change "
+    "decisions, not that the classifier relies on the attribute."
+)
+"""One sentence on reading :func:`intervention_phrase`, shown wherever the audit reports it."""
+
+RELIANCE_READING = (
+    "Within-label reliance — does the decision rely on it within each label: among images with the "
+    "same label, a permutation test asks whether the logit moves with the attribute more than with a "
+    "random reassignment of it (Holm-corrected over the attributes); a p below the threshold means "
+    "the decision uses the attribute beyond what the label explains, and only this test enters the flag."
+)
+"""One sentence on reading :func:`reliance_phrase`, shown wherever the audit reports it."""
 
 GAP_METRICS = (
     "equalized_odds_difference",
@@ -127,11 +155,7 @@ def flag_attribute(
         leaks = False
         parts.append(f"probe AUC {probe_auc:.2f} below the {t.min_probe_auc:.2f} floor")
     relies = reliance_p < t.alpha
-    parts.append(
-        f"within each label the decision relies on it (p={reliance_p:.3g} < {t.alpha:g})"
-        if relies
-        else f"within each label the decision does not rely on it (p={reliance_p:.3g} >= {t.alpha:g})"
-    )
+    parts.append(reliance_phrase(reliance_p, t.alpha))
     if gap is None or not math.isfinite(gap):
         material = False
         parts.append(f"{gap_words} undefined (a group lacks positives or negatives)")
@@ -141,6 +165,52 @@ def flag_attribute(
         parts.append(f"{gap_words} {gap:.3f} {sign} {t.gap_threshold:g}")
     flagged = leaks and relies and material
     return flagged, ("flagged: " if flagged else "not flagged: ") + "; ".join(parts)
+
+
+def reliance_phrase(reliance_p: float, alpha: float = 0.01) -> str:
+    """The within-label reliance test in words (read with :data:`RELIANCE_READING`).
+
+    Args:
+        reliance_p: the (Holm-corrected) p-value of the within-label reliance permutation test.
+        alpha: the significance level.
+
+    Returns:
+        ``"within each label the decision relies on it (p=...)"`` or ``"... does not rely ..."``.
+
+    Raises:
+        ValueError: ``reliance_p`` outside ``[0, 1]``.
+
+    Example:
+        >>> reliance_phrase(1.0)
+        'within each label the decision does not rely on it (p=1 >= 0.01)'
+    """
+    reliance_p = _check_p("reliance_p", reliance_p)
+    if reliance_p < alpha:
+        return f"within each label the decision relies on it (p={reliance_p:.3g} < {alpha:g})"
+    return f"within each label the decision does not rely on it (p={reliance_p:.3g} >= {alpha:g})"
+
+
+def intervention_phrase(attribute: str, reliance: dict[str, float]) -> str:
+    """What removing the attribute's direction from the latent would do, in words (see :data:`INTERVENTION_READING`).
+
+    Args:
+        attribute: the attribute's name.
+        reliance: ``mean_abs_delta_logit`` and ``delta_logit_fraction_of_std`` of the erasure
+            (:func:`~evaluation.latent_leakage.logit_reliance` output).
+
+    Returns:
+        ``"intervention: removing the <attribute> direction from the latent would move the logit by ..."``.
+
+    Example:
+        >>> intervention_phrase("age_band", {"mean_abs_delta_logit": 3.56, "delta_logit_fraction_of_std": 0.43})
+        'intervention: removing the age_band direction from the latent would move the logit by 3.56 on average (43% of its spread; this counts disease information that shares the direction, so it is not a test of reliance)'
+    """
+    return (
+        f"intervention: removing the {attribute} direction from the latent would move the logit by "
+        f"{reliance['mean_abs_delta_logit']:.2f} on average "
+        f"({reliance['delta_logit_fraction_of_std']:.0%} of its spread; this counts disease information "
+        "that shares the direction, so it is not a test of reliance)"
+    )
 
 
 def _rest_tpr(per_group, group: str) -> float:
@@ -213,12 +283,7 @@ def summary_sentence(
         verb = "encodes" if len(dims) == 1 else "encode"
         parts.append(f"{_dims_phrase(sorted(dims))} {verb} {attribute} (probe AUC {probe.auc:.2f})")
     if reliance is not None:
-        parts.append(
-            f"intervention: removing the {attribute} direction from the latent would move the logit by "
-            f"{reliance['mean_abs_delta_logit']:.2f} on average "
-            f"({reliance['delta_logit_fraction_of_std']:.0%} of its spread; this counts disease information "
-            "that shares the direction, so it is not a test of reliance)"
-        )
+        parts.append(intervention_phrase(attribute, reliance))
     if erasure_delta_auc is not None:
         parts.append(f"erasing {attribute} changes AUC by {erasure_delta_auc:+.3f}")
     return "; ".join(parts)

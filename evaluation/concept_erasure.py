@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from importlib.metadata import PackageNotFoundError, version
 from os import PathLike
 from pathlib import Path
@@ -120,19 +121,28 @@ class LatentEraser(nn.Module):
         }
 
     def save(self, path: str | PathLike) -> Path:
-        """Write the buffers and :meth:`metadata` to ``path`` (``torch.save``; a small file)."""
+        """Write the buffers and :meth:`metadata` to ``path`` (``torch.save``; a small file).
+
+        Written to a temporary file beside ``path`` that then replaces it, so a failure never
+        leaves a truncated eraser where a deployment would look for one.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu() for k, v in self.state_dict().items()}
-        torch.save(
-            {
-                "format": _FORMAT,
-                "format_version": _FORMAT_VERSION,
-                "state_dict": state,
-                "metadata": self.metadata(),
-            },
-            path,
-        )
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            torch.save(
+                {
+                    "format": _FORMAT,
+                    "format_version": _FORMAT_VERSION,
+                    "state_dict": state,
+                    "metadata": self.metadata(),
+                },
+                tmp,
+            )
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @classmethod

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import html
 import math
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HtmlReport", "format_value"]
+__all__ = ["HtmlReport", "format_value", "write_text_atomic"]
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; line-height: 1.45; }
@@ -125,8 +127,44 @@ class HtmlReport:
         )
 
     def write(self, path: str | PathLike) -> Path:
-        """Write the page (folders created) and return its path."""
-        out = Path(path)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(self.render(), encoding="utf-8")
-        return out
+        """Write the page (folders created, atomically: see :func:`write_text_atomic`) and return its path."""
+        return write_text_atomic(path, self.render())
+
+
+def write_text_atomic(path: str | PathLike, text: str) -> Path:
+    """Write ``text`` to ``path`` so that no reader ever sees half of it.
+
+    The text goes to a temporary file in the same folder, which then replaces ``path`` in one
+    step (``os.replace``): a crash or a full disk leaves the old file or none, never a
+    truncated report or ``metrics.json``.
+
+    Args:
+        path: the file to write (its folder is created).
+        text: the content (UTF-8).
+
+    Returns:
+        ``path`` as a ``Path``.
+
+    Raises:
+        OSError: the folder cannot be written (nothing is left behind).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> write_text_atomic(folder / "metrics.json", "{}").read_text()
+        '{}'
+        >>> sorted(p.name for p in folder.iterdir())
+        ['metrics.json']
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # a unique name opened with "x" (not mkstemp, whose 0600 mode would outlive the rename)
+    tmp = out.parent / f".{out.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(tmp, "x", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

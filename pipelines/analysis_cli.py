@@ -84,6 +84,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
         print(f"  {sentence}")
     for note in result["skipped"]:
         print(f"  not audited: {note}")
+    print("how to read the two numbers of each line:")
+    for reading in result["reading"]:
+        print(f"  {reading}")
     flagged = [a for a, f in result["flags"].items() if f]
     print(f"audit: flagged {', '.join(flagged) if flagged else 'nothing'}")
     _print_result("audit", result, [])

@@ -33,6 +33,7 @@ def log_analysis(
     tracking_uri: str | None = None,
     experiment: str = "medglass",
     params: Mapping[str, str] | None = None,
+    tags: Mapping[str, str] | None = None,
 ) -> str | None:
     """Create an MLflow run for an analysis and log its metrics and every file of ``out_dir``.
 
@@ -45,6 +46,7 @@ def log_analysis(
         tracking_uri: MLflow tracking URI (``$MLFLOW_TRACKING_URI`` overrides it).
         experiment: experiment for a stand-alone run (no parent).
         params: extra run parameters.
+        tags: extra run tags (e.g. the sentences that say how to read an audit's numbers).
 
     Returns:
         The new run id, or ``None`` when MLflow could not be reached (a warning says why).
@@ -55,12 +57,12 @@ def log_analysis(
         from mlflow.entities import Metric, Param
 
         client = mlflow.MlflowClient(tracking_uri=uri)
-        tags = {"medglass.analysis": kind}
+        run_tags = {**{k: str(v)[:5000] for k, v in (tags or {}).items()}, "medglass.analysis": kind}
         experiment_id = None
         if parent_run_id is not None:
             try:
                 experiment_id = client.get_run(parent_run_id).info.experiment_id
-                tags["mlflow.parentRunId"] = parent_run_id
+                run_tags["mlflow.parentRunId"] = parent_run_id
             except mlflow.exceptions.MlflowException:
                 logger.warning(
                     "MLflow run %s of the model is not in %s: logging a stand-alone run", parent_run_id, uri
@@ -68,7 +70,7 @@ def log_analysis(
         if experiment_id is None:
             found = client.get_experiment_by_name(experiment)
             experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-        run = client.create_run(experiment_id, run_name=f"{kind}-{out_dir.name}", tags=tags)
+        run = client.create_run(experiment_id, run_name=f"{kind}-{out_dir.name}", tags=run_tags)
         run_id = run.info.run_id
         now = int(time.time() * 1000)
         batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]

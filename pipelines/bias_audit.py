@@ -6,11 +6,14 @@ For every attribute of the datalist records (sex, age band, site, scanner, marke
   (fairlearn ``MetricFrame``) with bootstrap confidence intervals, and the gaps between groups;
 - **latent leakage** — cross-validated linear-probe AUC of the attribute from the latent mean,
   the dimensions that carry it, and a permutation test;
-- **reliance** — how much the classifier's logit moves with the attribute's group means in
-  latent space *within each label*, tested by permuting the attribute within each label (so an
-  attribute that is merely correlated with the disease is not mistaken for one the classifier
-  reads, and one anti-correlated with it in the audited data does not hide), and how
-  much the logit changes when the attribute is erased (LEACE fitted on a calibration section);
+- **within-label reliance** — how much the classifier's logit moves with the attribute's group
+  means in latent space *within each label*, tested by permuting the attribute within each label
+  (so an attribute that is merely correlated with the disease is not mistaken for one the
+  classifier reads, and one anti-correlated with it in the audited data does not hide);
+- **intervention** — how much the logit would change if the attribute's direction were erased
+  (LEACE fitted on a calibration section): an effect, not a test of reliance. The report, the
+  command line and the MLflow tags say how to read the two apart
+  (:data:`~evaluation.bias_flags.INTERVENTION_READING`, :data:`~evaluation.bias_flags.RELIANCE_READING`);
 - a **flag** when leakage and reliance are both significant (Holm-corrected over attributes)
   and the subgroup gap exceeds a threshold (:mod:`evaluation.bias_flags`).
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from os import PathLike
 from pathlib import Path
 from typing import Any
@@ -36,9 +40,17 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from evaluation.bias_figures import leakage_figure, subgroup_bar_figure
-from evaluation.bias_flags import AuditThresholds, flag_attribute, summary_sentence
+from evaluation.bias_flags import (
+    INTERVENTION_READING,
+    RELIANCE_READING,
+    AuditThresholds,
+    flag_attribute,
+    intervention_phrase,
+    reliance_phrase,
+    summary_sentence,
+)
 from evaluation.concept_erasure import fit_eraser
-from evaluation.html_report import HtmlReport
+from evaluation.html_report import HtmlReport, write_text_atomic
 from evaluation.latent_leakage import (
     holm_correction,
     permutation_test,
@@ -51,7 +63,7 @@ from pipelines.analysis_tracking import log_analysis
 from pipelines.latent_codes import LatentCodes, encode_datalist
 from pipelines.trained_model import TrainedModel, load_trained_model
 
-__all__ = ["audit", "attribute_names", "erased_scores", "head_weight", "write_metrics"]
+__all__ = ["audit", "audit_tags", "attribute_names", "erased_scores", "head_weight", "write_metrics"]
 
 
 def attribute_names(codes: LatentCodes, requested: list[str] | None) -> list[str]:
@@ -95,11 +107,9 @@ def _auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def write_metrics(out_dir: Path, metrics: dict[str, float]) -> Path:
-    """``metrics.json``: flat name → number (NaN written as null)."""
-    path = out_dir / "metrics.json"
+    """``metrics.json``: flat name → number (NaN written as null), written atomically."""
     clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in sorted(metrics.items())}
-    path.write_text(json.dumps(clean, indent=1))
-    return path
+    return write_text_atomic(out_dir / "metrics.json", json.dumps(clean, indent=1))
 
 
 def _labelled(codes: LatentCodes, where: str) -> np.ndarray:
@@ -318,15 +328,49 @@ def audit(
             parent_run_id=trained.run_id,
             tracking_uri=trained.tracking_uri,
             params={"model": trained.source, "datalist": str(datalist), "section": section},
+            tags=audit_tags(results, rel_adj, thresholds),
         )
     return {
         "metrics": metrics,
         "flags": flags,
         "summary": sentences,
+        "reading": [INTERVENTION_READING, RELIANCE_READING],
         "skipped": skipped,
         "report": report_path,
         "run_id": run_id,
     }
+
+
+def audit_tags(
+    results: dict[str, dict[str, Any]], rel_adj: dict[str, float], thresholds: AuditThresholds
+) -> dict[str, str]:
+    """MLflow tags of an audit: how to read its two numbers, and each attribute's two numbers apart.
+
+    Args:
+        results: per attribute, what ``_audit_attribute`` found (``erasure_reliance``, ``reason``).
+        rel_adj: Holm-corrected p-values of the within-label reliance test.
+        thresholds: the audit's thresholds (``alpha``).
+
+    Returns:
+        ``medglass.audit.reading.intervention`` / ``.reliance`` (:data:`INTERVENTION_READING`,
+        :data:`RELIANCE_READING`) and, per attribute, ``medglass.audit.<attribute>.intervention``,
+        ``.reliance`` and ``.flag``.
+    """
+    tags = {
+        "medglass.audit.reading.intervention": INTERVENTION_READING,
+        "medglass.audit.reading.reliance": RELIANCE_READING,
+    }
+    for name, r in results.items():
+        erasure = r.get("erasure_reliance")
+        key = re.sub(r"[^\w.\- /]", "_", name)  # characters MLflow accepts in a tag name
+        tags[f"medglass.audit.{key}.intervention"] = (
+            intervention_phrase(name, erasure)
+            if erasure is not None
+            else "intervention not computed (fewer than two groups in the calibration section)"
+        )
+        tags[f"medglass.audit.{key}.reliance"] = reliance_phrase(rel_adj[name], thresholds.alpha)
+        tags[f"medglass.audit.{key}.flag"] = r.get("reason", "")
+    return tags
 
 
 def _write_report(
@@ -346,18 +390,12 @@ def _write_report(
     report.paragraph(
         "One line per attribute: the group whose sensitivity differs most, which latent dimensions encode the "
         "attribute, and what erasing it from the latent space would change. An attribute is flagged when the "
-        f"latent space encodes it, the classifier relies on it (both p < {thresholds.alpha} after Holm correction) "
+        f"latent space encodes it, the decision relies on it within each label (both p < {thresholds.alpha} after "
+        "Holm correction) "
         f"and the subgroup gap ({thresholds.gap_metric.replace('_', ' ')}) exceeds {thresholds.gap_threshold}."
     )
-    report.paragraph(
-        'Two different numbers, read them apart. Intervention — "removing the direction would move the logit '
-        "by X\": what erasing the attribute's direction from the latent would do to the decision; it counts "
-        "every piece of information that shares the direction, disease included, so a large value does not "
-        'mean the classifier uses the attribute. Reliance — "within each label the decision relies / does not '
-        'rely on it (p)": a permutation test of the logit against the attribute among images of the same '
-        "label; it asks whether the attribute moves the decision beyond what the label explains, and it is "
-        "the one that enters the flag."
-    )
+    report.paragraph("Two different numbers in each line below, read them apart:")
+    report.bullets([INTERVENTION_READING, RELIANCE_READING])
     report.bullets(sentences, flagged=[flags[a] for a in results])
     for note in skipped:
         report.paragraph(f"Not audited — {note}.", css_class="note")
@@ -370,7 +408,8 @@ def _write_report(
                 "probe AUC": r["probe"].auc,
                 "top dims": ", ".join(f"z{d}" for d in r["probe"].top_dims(3)),
                 "leakage p (Holm)": leak_adj[a],
-                "intervention (logit)": r["reliance"],
+                "intervention: |Δ logit| if removed": r.get("erasure_mean_abs_delta_logit", float("nan")),
+                "within-label reliance (logit shift)": r["reliance"],
                 "within-label reliance p (Holm)": rel_adj[a],
                 "gap": thresholds.gap_of(r["report"]),
                 "ΔAUC if erased": r.get("erasure_delta_auc", float("nan")),

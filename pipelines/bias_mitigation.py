@@ -37,7 +37,7 @@ from sklearn.metrics import roc_auc_score
 from evaluation.attribute_overlap import attribute_overlap
 from evaluation.bias_figures import before_after_figure
 from evaluation.concept_erasure import dfr_head, dfr_scores, fit_eraser, state_dict_sha256
-from evaluation.html_report import HtmlReport
+from evaluation.html_report import HtmlReport, write_text_atomic
 from evaluation.latent_leakage import probe_auc
 from evaluation.subgroup_audit import encode_attribute, subgroup_metrics
 from phantoms.shortcut_cohort import SHIFTED_SECTION
@@ -240,26 +240,23 @@ def mitigate(
     eraser = fit_eraser(
         calib.mu, calib_groups, attribute=attribute, strata=calib_labels, per_stratum=per_label
     )
-    eraser_path = eraser.save(out_dir / "eraser.pt")
     with torch.no_grad():
         calib_erased = eraser(torch.from_numpy(calib.mu).double()).numpy()
     labelled = calib.labels >= 0
     threshold = balanced_threshold(
         calib.labels[labelled], erased_scores(trained, eraser, calib.mu[labelled])[0]
     )
-    (out_dir / "eraser.json").write_text(
-        json.dumps(
-            {
-                **eraser.metadata(),
-                "conditional_on_label": conditional,
-                "per_label": per_label,
-                "calibration_sections": calib_sections,
-                "decision_threshold": threshold,
-                "decision_threshold_note": "positive when P(class 1) >= threshold after erasure "
-                "(maximises balanced accuracy on the calibration images)",
-            },
-            indent=1,
-        )
+    eraser_json = json.dumps(
+        {
+            **eraser.metadata(),
+            "conditional_on_label": conditional,
+            "per_label": per_label,
+            "calibration_sections": calib_sections,
+            "decision_threshold": threshold,
+            "decision_threshold_note": "positive when P(class 1) >= threshold after erasure "
+            "(maximises balanced accuracy on the calibration images)",
+        },
+        indent=1,
     )
     dfr = dfr_head(calib_erased[labelled], calib.labels[labelled], groups=calib_groups[labelled], seed=seed)
 
@@ -303,6 +300,9 @@ def mitigate(
         raise RuntimeError(f"model {trained.source}: weights changed during mitigation (this is a bug)")
     metrics["weights_unchanged"] = 1.0
 
+    # written once every section is evaluated: a failed run leaves no eraser without its report
+    eraser_path = eraser.save(out_dir / "eraser.pt")
+    write_text_atomic(out_dir / "eraser.json", eraser_json)
     summary = _summary(attribute, tables)
     if overlap_note:  # before the closing "no weight changed" sentence
         summary.insert(len(summary) - 1, overlap_note)

@@ -30,6 +30,8 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from pipelines.user_errors import apply_quiet_filter, user_error
+
 __all__ = [
     "BUNDLES_DIR",
     "CONFIG_NAMES",
@@ -216,10 +218,42 @@ def run_bundle(
         workflow_type=None,
         **overrides,
     )
+    apply_quiet_filter()  # the bundle's logging.conf just replaced the handlers (see pipelines.cli)
     workflow.initialize()
-    results = workflow.run()  # one value per expression of the run id
+    try:
+        results = workflow.run()  # one value per expression of the run id
+    except Exception as err:
+        _raise_checkpoint_mismatch(workflow, err)
+        raise
     workflow.finalize()
     return results[0] if isinstance(results, list) and len(results) == 1 else results
+
+
+def _raise_checkpoint_mismatch(workflow: Any, err: BaseException) -> None:
+    """Name the checkpoint when a run failed because its weights do not fit ``network_def``.
+
+    MONAI's ``CheckpointLoader`` reports ``Error(s) in loading state_dict for <network>`` without
+    the file; the bundles load ``@checkpoint``.
+
+    Raises:
+        ValueError: ``checkpoint <file>: does not fit the bundle's network_def (...)``, when that is
+            what happened; otherwise returns and the caller re-raises ``err``.
+    """
+    cause = user_error(err)
+    if not (isinstance(cause, RuntimeError) and str(cause).startswith("Error(s) in loading state_dict")):
+        return
+    try:
+        checkpoint = workflow.parser.get_parsed_content("checkpoint")
+    except Exception:  # noqa: BLE001 - a bundle without a checkpoint id: keep MONAI's message
+        return
+    details = [line.strip() for line in str(cause).splitlines()[1:] if line.strip()]
+    first = details[0] if details else " ".join(str(cause).split())[:200]
+    more = f" and {len(details) - 1} more" if len(details) > 1 else ""
+    raise ValueError(
+        f"checkpoint {checkpoint}: does not fit the bundle's network_def ({first}{more}); the run was trained "
+        "with other network settings: override them to match its config.json (--latent, --size, --latent_dim, "
+        "--spatial_size, ...)"
+    ) from err
 
 
 def ensure_datalist(
@@ -322,7 +356,7 @@ def run_evaluator(evaluator: Any, metrics_file: str | PathLike) -> dict[str, flo
 
     Args:
         evaluator: a ``monai.engines.Evaluator`` (e.g. ``SupervisedEvaluator``).
-        metrics_file: the JSON file to write (parent folders are created).
+        metrics_file: the JSON file to write (parent folders are created; written atomically).
 
     Returns:
         Metric name → value (non-scalar metrics are left out; NaN is kept as ``NaN``).
@@ -333,9 +367,9 @@ def run_evaluator(evaluator: Any, metrics_file: str | PathLike) -> dict[str, flo
         number = _flat_number(value)
         if number is not None:
             metrics[name] = number
-    path = Path(metrics_file)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(metrics, indent=1, sort_keys=True, allow_nan=True))
+    from evaluation.html_report import write_text_atomic
+
+    path = write_text_atomic(metrics_file, json.dumps(metrics, indent=1, sort_keys=True, allow_nan=True))
     if any(math.isnan(v) for v in metrics.values()):
         logger.warning("%s: some metrics are NaN", path)
     return metrics

@@ -1,8 +1,10 @@
 """The ``medglass`` command line: thin shells over typed functions.
 
 Every subcommand validates its arguments, calls one function and prints a short
-summary. Errors print one line (``medglass ingest: error: ...``) and exit with status 2;
-``--debug`` shows the traceback instead.
+summary. Errors print one line (``medglass ingest: error: ...``, the file or config key and the
+reason, unwrapped from MONAI's transform and bundle wrapping by :mod:`pipelines.user_errors`)
+and exit with status 2; engines do not echo the failure with a traceback. ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -425,18 +427,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _quiet_libraries()
+    from pipelines.user_errors import one_line, quiet_engine_errors, user_error
+
     try:
-        return int(args.func(args) or 0)
+        if args.debug:
+            return int(args.func(args) or 0)
+        with quiet_engine_errors():  # the error is reported once, below, not echoed by engines
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print(f"medglass {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as caught:
         if args.debug:
             raise
-        from pipelines.user_errors import user_error
-
         err = user_error(caught)
-        message = " ".join(str(err).split()) or type(err).__name__
+        message = one_line(err)
         if not isinstance(err, (ValueError, TypeError, OSError)):  # not a user error: say what broke
             message = f"{type(err).__name__}: {message} (rerun with --debug for the traceback)"
         print(f"medglass {args.command}: error: {message}", file=sys.stderr)

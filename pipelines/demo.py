@@ -61,6 +61,7 @@ def run_demo(
     """
     from evaluation.auc_interval import auc_verdict
     from evaluation.cohort_figures import cohort_montage
+    from evaluation.html_report import write_text_atomic
     from phantoms.brain_cohort import PhantomConfig, generate_cohort
     from pipelines.bias_audit import audit
     from pipelines.explain import ExplainSettings
@@ -194,7 +195,7 @@ def run_demo(
         "audit_report": str(audited["report"]) if audited else None,
         "audit_flagged": [a for a, f in audited["flags"].items() if f] if audited else None,
     }
-    (out_path / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out_path / "demo_summary.json", json.dumps(summary, indent=1))
     print("\nmedglass demo summary")
     for key, value in summary.items():
         print(f"  {key:24s} {value}")

@@ -407,6 +407,7 @@ def explain_image(
     metrics.update({f"{k.replace('/', '_')}": v for k, v in scores.items()})
     for r in ranking:
         metrics[f"contribution_z{r['dim']}"] = float(r["contribution"])
+    from evaluation.out_of_distribution import describe as describe_ood
     from pipelines.ood_reference import image_ood, ood_reference
 
     reference = ood_reference(trained)
@@ -415,15 +416,14 @@ def explain_image(
         metrics.update({f"ood_{k}": float(v) for k, v in ood.items()})
 
     report = HtmlReport(f"Explanation of {Path(image).name}")
-    if ood is not None and ood["flagged"]:
-        warning = (
-            f"{Path(image).name} is unlike the model's training images: reconstruction error "
-            f"{ood['recon_error']:.4f} (threshold {ood['recon_threshold']:.4f}), latent distance "
-            f"{ood['latent_distance']:.1f} (threshold {ood['latent_threshold']:.1f}). The prediction and its "
-            "explanations may mean nothing for it."
-        )
+    if ood is None:
+        report.paragraph("No out-of-distribution check: the run's training images are unavailable.")
+    elif ood["flagged"]:
+        warning = describe_ood(ood, Path(image).name)
         logger.warning(warning)
         report.paragraph("Warning: " + warning, css_class="note")
+    else:
+        report.paragraph(describe_ood(ood, Path(image).name))
     decision = "positive" if prob >= settings.threshold else "negative"
     report.paragraph(
         f"The model ({trained.source}) predicts class {settings.target_class} with probability {prob:.3f} "

@@ -238,7 +238,8 @@ def explain_dataset(
         *(
             [
                 f"{100 * metrics['ood_flagged_share']:.1f} % of the images are unlike the model's training images "
-                "(reconstruction error or latent distance above the 99.5th percentile of the training images)."
+                f"(a reconstruction error, unexplained variance or latent distance above its threshold, the "
+                f"{100 * reference.quantile:g}th percentile of the training images' scores)."
             ]
             if "ood_flagged_share" in metrics
             else []

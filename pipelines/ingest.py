@@ -9,6 +9,7 @@ reason. SRC is only read. Attributes come from a whitelist of DICOM tags
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import secrets
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from evaluation.html_report import write_text_atomic
 from transforms.dicom_attributes import dicom_attributes
 from transforms.dicom_reader import read_dicom_file
 from transforms.dicom_series import series_sort_key
@@ -29,6 +31,7 @@ from transforms.image_loading import (
     DICOM_SUFFIXES,
     NIFTI_SUFFIXES,
     PIL_SUFFIXES,
+    check_image_size,
     file_suffix,
     has_dicom_magic,
     load_image,
@@ -217,12 +220,14 @@ def ingest_folder(
             if suffix == ".npz":
                 other_records.extend(_npz_records(path))
             elif suffix in NIFTI_SUFFIXES or suffix in PIL_SUFFIXES:
-                image = load_image(path)
+                image = load_image(path)  # refuses an image too small to be one
                 other_records.append(
                     {Keys.IMAGE.value: path, "shape": list(image.shape), Keys.ATTRIBUTES.value: {}}
                 )
             elif _looks_dicom(path):
-                dicom_entries.append(_dicom_entry(path, salt))
+                entry = _dicom_entry(path, salt)
+                check_image_size(path, entry.shape[1:])  # as load_image does
+                dicom_entries.append(entry)
             else:
                 raise ImageReadError(path, f"not an image (unsupported file type '{suffix}')")
         except ImageReadError as err:
@@ -294,13 +299,13 @@ def _write_outputs(result: IngestResult, src: Path, out: Path) -> None:
         "training": sections.pop("training", []),
         **sections,
     }
-    tmp = out / "datalist.json.tmp"
-    tmp.write_text(json.dumps(datalist, indent=1))
-    tmp.replace(out / "datalist.json")
-    with open(out / "rejects.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows(result.rejects)
+    # each file written whole or not at all (temporary file, then rename)
+    write_text_atomic(out / "datalist.json", json.dumps(datalist, indent=1))
+    rejects = io.StringIO(newline="")
+    writer = csv.writer(rejects)
+    writer.writerow(["path", "reason"])
+    writer.writerows(result.rejects)
+    write_text_atomic(out / "rejects.csv", rejects.getvalue())
     summary = {
         "files": result.n_files,
         "records": len(result.records),
@@ -309,4 +314,4 @@ def _write_outputs(result: IngestResult, src: Path, out: Path) -> None:
         "files_per_second": round(result.n_files / result.seconds, 2) if result.seconds else None,
         "notes": result.notes,
     }
-    (out / "ingest_summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "ingest_summary.json", json.dumps(summary, indent=1))

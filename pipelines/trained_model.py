@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tempfile
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import torch
 from networks.glassbox import GlassBoxNet
 from networks.spatial_glassbox import SpatialGlassBoxNet
 from pipelines.mlflow_tracking import RUN_ID_FILE
-from pipelines.training_config import TrainConfig, resolve_tracking_uri
+from pipelines.training_config import ABSOLUTE_PATHS_KEY, TrainConfig, resolve_tracking_uri
 
 __all__ = ["TrainedModel", "load_trained_model", "CHECKPOINT_NAMES"]
 
@@ -40,6 +41,8 @@ CHECKPOINT_NAMES = ("best.pt", "last.pt")
 """Checkpoints looked for in a run folder, in order of preference."""
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+logger = logging.getLogger("medglass.model")
 
 
 @dataclass
@@ -86,10 +89,36 @@ def _read_config(path: Path, source: str) -> TrainConfig:
         )
     try:
         data = json.loads(path.read_text())
-        # paths relative to the run folder; the pretraining checkpoint is not needed to analyse a run
-        return TrainConfig.from_json(data, base=path.parent, require_inputs=False)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ValueError(f"model {source}: {path} is not a readable JSON file ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"model {source}: {path} must hold a JSON object of settings, got {type(data).__name__}"
+        )
+    try:
+        # paths relative to the run folder; the pretraining checkpoint is not needed to analyse a run
+        config = TrainConfig.from_json(data, base=path.parent, require_inputs=False)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"model {source}: {path}: {' '.join(str(err).split())}") from err
+    if not Path(config.datalist).is_file():
+        # not an error: explaining or auditing a run needs its training images only for reference
+        # statistics, which the run folder usually caches; whatever needs them says so again
+        missing = Path(config.datalist).absolute()
+        saved = (data.get(ABSOLUTE_PATHS_KEY) or {}).get("datalist")
+        elsewhere = (
+            f", nor at {saved} where it was when the run was saved"
+            if saved and Path(saved) != missing
+            else ""
+        )
+        logger.warning(
+            "model %s: the training datalist its %s names is gone (no %s%s); analyses that need the "
+            "training images go without them",
+            source,
+            path.name,
+            missing,
+            elsewhere,
+        )
+    return config
 
 
 def _network(config: TrainConfig) -> GlassBoxNet | SpatialGlassBoxNet:

@@ -492,10 +492,15 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         return result
     metrics_path = out_dir / "metrics.json"
     metrics_path.write_text(json.dumps(result, indent=1, sort_keys=True))
+    from pipelines.ood_reference import write_ood_reference  # late: it loads runs through this module
+
+    ood_file = write_ood_reference(out_dir, device=device)  # what the model's own inputs look like
     per_epoch = set(evaluator.state.metrics) | set(trainer.state.metrics)  # already logged each epoch
     tracker.log_metrics({k: v for k, v in result.items() if k not in per_epoch}, step=trainer.state.epoch)
     tracker.log_artifact(out_dir / "config.json")
     tracker.log_artifact(metrics_path)
+    if ood_file is not None:
+        tracker.log_artifact(ood_file)
     tracker.log_model(copy.deepcopy(network).cpu().eval(), registered_model_name=config.registered_model_name)
     tracker.finish()
     if tracker.run_id is not None:

@@ -328,10 +328,15 @@ class TrainConfig:
 
         Args:
             data: a dict of field values, e.g. ``json.loads(Path("config.json").read_text())``.
-            base: the folder the file was read from (a run folder). Relative paths
-                (:data:`PATH_FIELDS`) are resolved against it — that is how :meth:`to_json` writes
-                them with ``relative_to`` —, falling back to the working directory for files written
-                before run folders were portable (where the path exists only from there).
+            base: the folder the file was read from (a run folder). Paths (:data:`PATH_FIELDS`)
+                are looked for, first found wins: relative to it (how :meth:`to_json` writes them
+                with ``relative_to``); for a file written before run folders were portable
+                (paths as typed, ``out_dir`` not ``"."``) and read from its run folder, where they
+                lie relative to that folder now (so a moved run tree still finds its inputs); at
+                the absolute path stored beside them (:data:`ABSOLUTE_PATHS_KEY`: the run folder
+                moved without its inputs); finally relative to ``base`` or, for an older file,
+                the working directory. When none exists the first candidate is kept, and the
+                message of whatever needs the file names it.
             require_inputs: ``False`` when the run is only analysed: a ``pretrained`` checkpoint
                 that is gone is then dropped (it only initialised the training) instead of refused.
 
@@ -340,12 +345,20 @@ class TrainConfig:
 
         Raises:
             ValueError: an unknown field name or a value out of range.
+
+        Example:
+            >>> cfg = TrainConfig.from_json({"datalist": "../cohort/d.json", "out_dir": "."}, base="/runs/cls")
+            >>> str(cfg.datalist), str(cfg.out_dir)
+            ('/runs/cohort/d.json', '/runs/cls')
         """
+        values = dict(data)
+        absolute = values.pop(ABSOLUTE_PATHS_KEY, None) or {}
+        if not isinstance(absolute, dict):
+            raise ValueError(f"{ABSOLUTE_PATHS_KEY} must be an object of field -> path, got {absolute!r}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {unknown}")
-        values = dict(data)
         for name in ("spatial_size", "intensity_range"):
             if isinstance(values.get(name), list):
                 values[name] = tuple(values[name])
@@ -356,9 +369,10 @@ class TrainConfig:
         if "latent" not in values:  # written before the spatial-latent core existed
             values["latent"] = "vector"
         if base is not None:
+            stored_out = values.get("out_dir")
             for name in PATH_FIELDS:
                 if values.get(name) is not None:
-                    values[name] = _resolve(Path(values[name]), Path(base))
+                    values[name] = _resolve(Path(values[name]), Path(base), stored_out, absolute.get(name))
         if (
             not require_inputs
             and values.get("pretrained") is not None
@@ -373,26 +387,76 @@ class TrainConfig:
         Args:
             relative_to: write :data:`PATH_FIELDS` relative to this folder (the run folder), so
                 that the file still points at its inputs after the folder tree is moved or read
-                from another working directory; ``None``: as given.
+                from another working directory, and their absolute paths under
+                :data:`ABSOLUTE_PATHS_KEY` (for a run folder moved without its inputs); ``None``:
+                as given.
+
+        Returns:
+            Field name → value (plus :data:`ABSOLUTE_PATHS_KEY` with ``relative_to``).
+
+        Example:
+            >>> cfg = TrainConfig(datalist="/data/cohort/d.json", out_dir="/runs/cls")
+            >>> saved = cfg.to_json(relative_to="/runs/cls")
+            >>> saved["datalist"], saved["out_dir"], saved["absolute_paths"]["datalist"]
+            ('../../data/cohort/d.json', '.', '/data/cohort/d.json')
         """
         out = {}
+        absolute = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if relative_to is not None and f.name in PATH_FIELDS and value is not None:
+                absolute[f.name] = str(Path(value).resolve())
                 value = os.path.relpath(Path(value).resolve(), Path(relative_to).resolve())
             out[f.name] = str(value) if isinstance(value, Path) else value
+        if relative_to is not None:
+            out[ABSOLUTE_PATHS_KEY] = absolute
         return out
 
 
 PATH_FIELDS = ("datalist", "out_dir", "pretrained")
 """The :class:`TrainConfig` fields that hold file paths (written relative to the run folder)."""
 
+ABSOLUTE_PATHS_KEY = "absolute_paths"
+"""Key of ``config.json`` holding the absolute paths of :data:`PATH_FIELDS` when it was written
+(a fallback for a run folder moved without its inputs; not a ``TrainConfig`` field)."""
 
-def _resolve(path: Path, base: Path) -> Path:
-    """``path`` against ``base``; an old relative path that exists only from the working directory is kept."""
+
+def _read_from_run_folder(base: Path, out_dir: str | Path | None) -> bool:
+    """Whether a config.json in ``base`` was written by training into its ``out_dir``.
+
+    True for a portable file (``out_dir`` ``"."``), and for an older one whose ``out_dir``, as
+    typed, is the tail of ``base`` (``runs/demo/classify`` read from ``/x/runs/demo/classify``)
+    or, absolute, ends in the same folder name (the tree was moved).
+    """
+    if out_dir is None:
+        return False
+    out = Path(os.path.normpath(out_dir))
+    if out == Path("."):
+        return True
+    if out.is_absolute():
+        return out.name == base.resolve().name
+    if ".." in out.parts:
+        return False
+    return base.resolve().parts[-len(out.parts) :] == out.parts
+
+
+def _resolve(path: Path, base: Path, out_dir: str | Path | None, absolute: str | None) -> Path:
+    """``path`` of a config read from ``base``: the first existing candidate (see :meth:`TrainConfig.from_json`)."""
+    portable = out_dir is not None and Path(os.path.normpath(out_dir)) == Path(".")
+    candidates: list[Path] = []
     if path.is_absolute():
-        return path
-    candidate = base / path
-    if candidate.exists() or not path.exists():
-        return Path(os.path.normpath(candidate))
-    return path
+        candidates.append(path)
+    elif portable:
+        candidates.append(base / path)
+    if not portable and _read_from_run_folder(base, out_dir):
+        out = Path(out_dir)  # type: ignore[arg-type]
+        if out.is_absolute() == path.is_absolute():
+            # as typed, both relative to where training started: the input keeps its place
+            # relative to the run folder when the whole tree moves
+            candidates.append(base / os.path.relpath(path, out))
+    if absolute:
+        candidates.append(Path(absolute))
+    if not path.is_absolute() and not portable:
+        candidates += [base / path, path]  # older files: relative to the config, or to the working directory
+    chosen = next((c for c in candidates if c.exists()), candidates[0])
+    return Path(os.path.normpath(chosen))

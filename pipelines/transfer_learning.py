@@ -69,7 +69,8 @@ def load_pretrained(network: torch.nn.Module, path: str | PathLike) -> list[str]
         The names of the loaded tensors (heads and mismatched shapes are skipped).
 
     Raises:
-        ValueError: a missing or unreadable checkpoint, or one with no matching tensor.
+        ValueError: a missing or unreadable checkpoint, one of the other generative core (vector
+            vs spatial latent), or one with no matching tensor.
     """
     path = Path(path)
     if not path.is_file():
@@ -81,6 +82,14 @@ def load_pretrained(network: torch.nn.Module, path: str | PathLike) -> list[str]
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"pretrained checkpoint {path}: expected a state dict or {{'model': state_dict}}")
+    saved = "spatial" if any(str(k).startswith("latent.to_spatial.") for k in state) else "vector"
+    built = getattr(network, "latent_kind", "vector")
+    if saved != built:
+        raise ValueError(
+            f"pretrained checkpoint {path}: holds the {saved}-latent core but the network being trained is the "
+            f"{built}-latent core; the architecture differs: pretrain with --latent {built} or fine-tune with "
+            f"--latent {saved}"
+        )
     own = network.state_dict()
     skipped = CLASSIFIER_POOLING if _attention_pooling(network) else ()
     chosen = {

@@ -29,6 +29,8 @@ from transforms.medmnist_npz import load_npz_image, parse_medmnist_reference
 from transforms.read_errors import ImageReadError
 
 __all__ = [
+    "MIN_IMAGE_SIDE",
+    "check_image_size",
     "ImageSource",
     "detect_format",
     "file_suffix",
@@ -43,6 +45,38 @@ PIL_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 
 ImageSource = str | PathLike | Sequence[str | PathLike]
+
+MIN_IMAGE_SIDE = 2
+"""Fewest pixels along at least two axes for a file to count as an image: fewer is a point or a
+line (a 1 × 1 PNG). What a model needs is more, and checked where an image meets the model."""
+
+
+def check_image_size(
+    path: str | PathLike, spatial_shape: Sequence[int], min_side: int = MIN_IMAGE_SIDE
+) -> None:
+    """Refuse an image too small to be one: fewer than two axes of ``min_side`` pixels.
+
+    Args:
+        path: the file (named in the error).
+        spatial_shape: its spatial shape, without the channel axis.
+        min_side: pixels an axis needs to count.
+
+    Raises:
+        ImageReadError: ``"<path>: image of 1 x 1 pixels is too small: ..."``.
+
+    Example:
+        >>> check_image_size("scan.png", (64, 64, 1))
+        >>> check_image_size("dot.png", (1, 1))
+        Traceback (most recent call last):
+        ...
+        transforms.read_errors.ImageReadError: dot.png: image of 1 x 1 pixels is too small: at least 2 pixels along two axes are needed
+    """
+    if sum(int(s) >= min_side for s in spatial_shape) < 2:
+        raise ImageReadError(
+            path,
+            f"image of {' x '.join(str(int(s)) for s in spatial_shape)} pixels is too small: at least {min_side} "
+            "pixels along two axes are needed",
+        )
 
 
 def file_suffix(path: str | PathLike) -> str:
@@ -118,6 +152,19 @@ def _monai_loader(reader_name: str) -> Transform:
         plugin_logger.setLevel(level)
 
 
+def _nibabel_error(path: str) -> Exception | None:
+    """The error nibabel itself raises on reading ``path`` (header and data), or ``None``."""
+    import nibabel
+
+    try:
+        np.asanyarray(nibabel.load(path).dataobj)
+    except Exception as err:  # noqa: BLE001 - the reason is all that is wanted
+        if isinstance(err, nibabel.filebasedimages.ImageFileError) and str(path).endswith(".gz"):
+            return OSError(f"damaged or truncated gzip-compressed NIfTI ({err})")
+        return err
+    return None
+
+
 def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
     """MONAI's LoadImage with one named reader, errors turned into ImageReadError."""
     if Path(path).stat().st_size == 0:
@@ -130,6 +177,8 @@ def _load_with_monai(path: str, reader_name: str) -> MetaTensor:
     except Exception as err:
         cause = err.__cause__ or err
         kind = "NIfTI" if reader_name == "NibabelReader" else "image"
+        if kind == "NIfTI":  # MONAI says only "cannot find a suitable reader"; nibabel says why
+            cause = _nibabel_error(path) or cause
         message = " ".join(str(cause).split())
         raise ImageReadError(
             path, f"unreadable {kind} file ({type(cause).__name__}: {message[:160]})"
@@ -160,7 +209,8 @@ def load_image(source: ImageSource, channels: int | None = None) -> MetaTensor:
         ``filename_or_obj`` in its metadata and no patient identifiers.
 
     Raises:
-        ImageReadError: naming the file and the reason it cannot be read.
+        ImageReadError: naming the file and the reason it cannot be read (including an image too
+            small to be one, see :func:`check_image_size`).
         ValueError: ``channels`` is not positive.
 
     Example:
@@ -181,13 +231,14 @@ def load_image(source: ImageSource, channels: int | None = None) -> MetaTensor:
         image = _to_meta_tensor(array, meta)
     else:
         image = _load_with_monai(str(source), "NibabelReader" if kind == "nifti" else "PILReader")
+    name = source if isinstance(source, (str, PathLike)) else (list(source)[:1] or ["<empty>"])[0]
+    check_image_size(name, image.shape[1:])
     if channels is not None and image.shape[0] != channels:
         if channels == 1 and image.shape[0] in (3, 4):
             from transforms.intensity import ToGrey
 
             image = ToGrey()(image)
         else:
-            name = source if isinstance(source, (str, PathLike)) else (list(source)[:1] or ["<empty>"])[0]
             raise ImageReadError(name, f"has {image.shape[0]} channel(s), the pipeline expects {channels}")
     return image
 

@@ -89,10 +89,13 @@ def test_bad_arguments_are_named(shortcut_run: tuple[Path, Path], tmp_path: Path
 def test_the_report_reads_intervention_and_reliance_apart(audited: tuple[dict, Path]) -> None:
     result, out = audited
     page = (out / "report.html").read_text()
-    assert "Two different numbers, read them apart" in page
+    assert "Two different numbers in each line below, read them apart" in page
+    assert "Intervention — what happens if we remove this direction" in page
+    assert "Within-label reliance — does the decision rely on it within each label" in page
+    assert result["reading"][0].startswith("Intervention") and result["reading"][1].startswith("Within-label")
     assert "intervention: removing the shortcut direction from the latent would move the logit by" in page
     assert "not a test of reliance" in page
-    assert "intervention (logit)" in page and "within-label reliance p (Holm)" in page
+    assert "intervention: |Δ logit| if removed" in page and "within-label reliance p (Holm)" in page
     # the flag's reason speaks of the within-label test
     assert "within each label the decision relies on it" in page
     assert result["flags"]["shortcut"] is True
