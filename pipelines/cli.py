@@ -55,18 +55,32 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_phantom(args: argparse.Namespace) -> int:
-    from phantoms.brain_cohort import PhantomConfig, generate_cohort
+CONTRAST_KINDS = ("dce2d", "dce2d_t2", "dce3d")
+"""Phantom kinds with paired source/target images (:mod:`phantoms.contrast_cohort`)."""
 
-    config = PhantomConfig(
-        kind=args.kind,
-        n=args.n,
-        seed=args.seed,
-        size=args.size,
-        marker_correlation=args.marker_correlation,
-        image_format=args.format or ("png" if args.kind == "brain2d" else "nifti"),
-    )
-    summary = generate_cohort(config, args.out, progress=not args.no_progress)
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    if args.kind in CONTRAST_KINDS:
+        from phantoms.contrast_cohort import generate_contrast_cohort
+        from phantoms.contrast_config import ContrastPhantomConfig
+
+        summary = generate_contrast_cohort(
+            ContrastPhantomConfig(kind=args.kind, n=args.n, seed=args.seed, size=args.size),
+            args.out,
+            progress=not args.no_progress,
+        )
+    else:
+        from phantoms.brain_cohort import PhantomConfig, generate_cohort
+
+        config = PhantomConfig(
+            kind=args.kind,
+            n=args.n,
+            seed=args.seed,
+            size=args.size,
+            marker_correlation=args.marker_correlation,
+            image_format=args.format or ("png" if args.kind == "brain2d" else "nifti"),
+        )
+        summary = generate_cohort(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary, indent=1, default=str))
     print(f"datalist: {Path(args.out) / 'datalist.json'}  factors: {Path(args.out) / 'factors.csv'}")
     return 0
@@ -95,61 +109,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace, mode: str) -> TrainConfig:
     """The ``TrainConfig`` of ``medglass pretrain|classify``; generates the default cohort if needed."""
+    from pipelines.config_arguments import config_values
     from pipelines.training_config import TrainConfig
 
     cohort = Path(args.out) / "cohort"
     datalist = args.datalist or cohort / "datalist.json"
-    extra = {} if args.flip_prob is None else {"flip_prob": args.flip_prob}
-    if args.cache_rate is not None:
-        extra["cache_rate"] = args.cache_rate
-    if args.latent_pool is not None:
-        extra["latent_pool"] = args.latent_pool
-    for name in ("latent", "spatial_channels", "spatial_beta"):
-        if getattr(args, name, None) is not None:
-            extra[name] = getattr(args, name)
-    if args.pooled_logits is not None:
-        extra["pooled_logits"] = args.pooled_logits
-    if mode == "classify":
-        extra |= {
-            "label_fraction": args.label_fraction,
-            "pretrained": args.pretrained,
-            "freeze_encoder": args.freeze_encoder,
-            "ce_weight": args.ce_weight,
-        }
-        if args.attention_sparsity is not None:
-            extra["attention_sparsity"] = args.attention_sparsity
-        if args.labelled_share is not None:
-            extra["labelled_share"] = args.labelled_share
     config = TrainConfig(
         datalist=datalist,
         out_dir=args.out,
         mode=mode,
-        size=args.size,
-        latent_dim=args.latent_dim,
-        spatial_size=tuple(args.spatial_size),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta=args.beta,
-        c_max=args.c_max,
-        c_steps=args.c_steps,
-        erase_prob=args.erase_prob,
-        early_stop_patience=args.early_stop_patience,
-        seed=args.seed,
-        num_workers=args.num_workers,
-        amp=args.amp,
-        device=args.device,
-        tracking_uri=args.tracking_uri,
-        experiment=args.experiment,
         progress=not args.no_progress,
-        **extra,
+        **config_values(args, TrainConfig),
     )
     if args.datalist is None and not Path(datalist).is_file():
         from phantoms.brain_cohort import PhantomConfig, generate_cohort
 
         print(f"no --datalist: generating the default brain2d phantom cohort in {cohort}")
         generate_cohort(
-            PhantomConfig(kind="brain2d", n=args.cohort_n, seed=args.seed, size=max(args.spatial_size)),
+            PhantomConfig(kind="brain2d", n=args.cohort_n, seed=config.seed, size=max(config.spatial_size)),
             cohort,
             progress=not args.no_progress,
         )
@@ -192,105 +169,63 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_train_arguments(parser: argparse.ArgumentParser, default_epochs: int, default_erase: float) -> None:
+_NOT_FLAGS = ("datalist", "out_dir", "mode", "progress", "distributed")
+"""TrainConfig fields the training commands set themselves (``--datalist``/``--out`` are written
+by hand for their own help; torchrun sets ``distributed``)."""
+
+CLASSIFY_ONLY = (
+    "label_fraction",
+    "labelled_share",
+    "pretrained",
+    "freeze_encoder",
+    "ce_weight",
+    "attention_sparsity",
+)
+"""TrainConfig fields that mean nothing without labels (not offered by ``pretrain``)."""
+
+PRETRAIN_DEFAULTS = {"erase_prob": 0.5}
+"""Where ``pretrain`` differs from TrainConfig's defaults: context modelling on (patch erasing)."""
+
+
+def _add_train_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
+    """``--datalist``, ``--out``, ``--cohort-n``, ``--no-progress`` and one flag per TrainConfig field.
+
+    The field flags come from :class:`~pipelines.training_config.TrainConfig` itself (type,
+    choices, help and default: :mod:`pipelines.config_arguments`).
+    """
+    from pipelines.config_arguments import add_config_arguments
+    from pipelines.training_config import FIELD_CHOICES, TrainConfig
+
     parser.add_argument(
         "--datalist", help="datalist JSON (default: a phantom cohort generated in OUT/cohort on first use)"
     )
     parser.add_argument("--out", required=True, help="output folder; a last.pt there is resumed")
-    parser.add_argument(
-        "--epochs", type=int, default=default_epochs, help=f"total epochs (default {default_epochs})"
-    )
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument(
-        "--size",
-        choices=("tiny", "small", "base", "tiny_fine"),  # networks.presets (not imported: CLI start-up)
-        default="tiny_fine",
-        help="network preset (default tiny_fine: a 16x16 attention map on 64x64 images; tiny: 8x8, "
-        "1.2x faster to train; see the model card)",
-    )
-    parser.add_argument("--latent-dim", type=int, default=16)
-    parser.add_argument(
-        "--latent",
-        choices=("spatial", "vector"),
-        default=None,
-        help="generative core (default spatial: a latent grid plus a global code, the decoder draws small "
-        "findings; vector: one latent vector)",
-    )
-    parser.add_argument(
-        "--spatial-channels", type=int, default=None, help="channels of the latent grid (default 8)"
-    )
-    parser.add_argument(
-        "--spatial-beta", type=float, default=None, help="weight of the latent grid's KL (default 0.001)"
-    )
-    parser.add_argument(
-        "--latent-pool",
-        choices=("attention", "mean", "max"),
-        default=None,
-        help="how the classifier reads the encoder features (default: TrainConfig's, attention: "
-        "weighted by the attention map)",
-    )
-    parser.add_argument(
-        "--pooled-logits",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="logits from the pooled (attention) branch alone (default: on whenever the network allows; "
-        "--no-pooled-logits: both latent branches feed the logits)",
-    )
-    parser.add_argument(
-        "--spatial-size",
-        type=int,
-        nargs="+",
-        default=[64, 64],
-        help="image size, 2 or 3 ints (default 64 64)",
-    )
-    parser.add_argument(
-        "--beta",
-        type=float,
-        default=None,
-        help="KL weight (default: 1 for pretrain, the beta-VAE; 0 for classify, see the model card)",
-    )
-    parser.add_argument("--c-max", type=float, default=0.0, help="final KL capacity in nats (default 0: off)")
-    parser.add_argument("--c-steps", type=int, default=10000, help="iterations to reach --c-max")
-    parser.add_argument(
-        "--flip-prob",
-        type=float,
-        default=None,
-        help="probability of a random flip along each axis of a training image (default: TrainConfig's)",
-    )
-    parser.add_argument(
-        "--erase-prob",
-        type=float,
-        default=default_erase,
-        help=f"probability of patch erasing, context modelling (default {default_erase})",
-    )
-    parser.add_argument("--early-stop-patience", type=int, default=0, help="0: no early stopping")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-workers", type=int, default=0)
-    parser.add_argument(
-        "--cache-rate",
-        type=float,
-        default=None,
-        help="share of the images kept in memory after loading (default: TrainConfig's, all)",
-    )
-    parser.add_argument(
-        "--amp",
-        action="store_true",
-        help="bfloat16 autocast (for CUDA; on a CPU without native bfloat16 it trains several times slower, "
-        "and training warns)",
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--tracking-uri", default="sqlite:///mlruns.db", help="MLflow URI ($MLFLOW_TRACKING_URI overrides)"
-    )
-    parser.add_argument("--experiment", default="medglass", help="MLflow experiment name")
     parser.add_argument("--cohort-n", type=int, default=400, help="size of the default phantom cohort")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(
+        parser,
+        TrainConfig,
+        skip=_NOT_FLAGS + (CLASSIFY_ONLY if mode == "pretrain" else ()),
+        choices=FIELD_CHOICES,
+        defaults=PRETRAIN_DEFAULTS if mode == "pretrain" else None,
+    )
     parser.set_defaults(func=_cmd_train)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``medglass`` and its subcommands."""
+def _training_command(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` names a training command (the only ones whose flags need TrainConfig, and torch)."""
+    positional = [a for a in argv if not a.startswith("-")]
+    return not positional or positional[0] in ("pretrain", "classify")
+
+
+def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of ``medglass`` and its subcommands.
+
+    Args:
+        training_flags: give ``pretrain`` and ``classify`` their flags. They are generated from
+            ``TrainConfig``, whose import (torch, MONAI) takes seconds: :func:`main` leaves them
+            out when another command runs.
+    """
     parser = argparse.ArgumentParser(
         prog="medglass", description="Glass-box medical image analysis on MONAI."
     )
@@ -308,7 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.set_defaults(func=_cmd_ingest)
 
     phantom = sub.add_parser("phantom", help="generate a synthetic cohort with known generative factors")
-    phantom.add_argument("--kind", choices=("brain2d", "brain3d"), default="brain2d")
+    phantom.add_argument(
+        "--kind",
+        choices=("brain2d", "brain3d", *CONTRAST_KINDS),
+        default="brain2d",
+        help="brain2d/brain3d: one lesion or none per image, a spurious marker; dce2d/dce3d: paired pre- and "
+        "post-contrast images with enhancing lesions of known kinetics; dce2d_t2: paired T1-like and T2-like "
+        "images (default brain2d)",
+    )
     phantom.add_argument("--n", type=int, default=100, help="number of images (default 100)")
     phantom.add_argument("--seed", type=int, default=0)
     phantom.add_argument("--out", required=True, help="output folder")
@@ -359,36 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain = sub.add_parser(
         "pretrain", help="pretrain the glass-box network (β-VAE, context modelling), no labels"
     )
-    _add_train_arguments(pretrain, default_epochs=20, default_erase=0.5)
+    if training_flags:
+        _add_train_arguments(pretrain, "pretrain")
 
     classify = sub.add_parser(
         "classify", help="train the classifier (semi-supervised, optionally transferred)"
     )
-    _add_train_arguments(classify, default_epochs=20, default_erase=0.0)
-    classify.add_argument(
-        "--label-fraction", type=float, default=1.0, help="fraction of training labels kept (default 1)"
-    )
-    classify.add_argument(
-        "--labelled-share",
-        type=float,
-        default=None,
-        help="with some labels hidden: share of each batch drawn from the labelled images "
-        "(default: TrainConfig's; 0 = plain shuffling)",
-    )
-    classify.add_argument("--pretrained", help="checkpoint whose encoder/decoder weights are loaded")
-    classify.add_argument("--freeze-encoder", action="store_true", help="train the head (and decoder) only")
-    classify.add_argument(
-        "--ce-weight",
-        type=float,
-        default=1000.0,
-        help="cross-entropy weight (default 1000; recon is summed per image)",
-    )
-    classify.add_argument(
-        "--attention-sparsity",
-        type=float,
-        default=None,
-        help="L1 weight on the attention map as a fraction of --ce-weight (default: TrainConfig's)",
-    )
+    if training_flags:
+        _add_train_arguments(classify, "classify")
 
     run = sub.add_parser(
         "run",
@@ -424,7 +344,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         0 on success, 1 when the command ran but found nothing usable, 2 on errors.
     """
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(training_flags=_training_command(argv))
     args = parser.parse_args(argv)
     _quiet_libraries()
     from pipelines.user_errors import one_line, quiet_engine_errors, user_error

@@ -33,6 +33,7 @@ __all__ = [
     "image_ood",
     "input_scores",
     "write_ood_reference",
+    "file_sha256",
 ]
 
 OOD_FILE = "ood_reference.json"
@@ -41,7 +42,8 @@ _BATCH = 32
 logger = logging.getLogger("medglass.ood")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (the stamp that ties a reference to its checkpoint)."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -53,7 +55,7 @@ def _stamp(trained: TrainedModel, max_images: int) -> tuple[Path | None, dict]:
     if trained.checkpoint is None or not Path(trained.checkpoint).is_file():
         return None, {}
     checkpoint = Path(trained.checkpoint)
-    stamp = {"checkpoint": checkpoint.name, "sha256": _sha256(checkpoint), "max_images": max_images}
+    stamp = {"checkpoint": checkpoint.name, "sha256": file_sha256(checkpoint), "max_images": max_images}
     return checkpoint.parent / OOD_FILE, stamp
 
 

@@ -86,15 +86,44 @@ def test_verify_net_in_out(bundle: str) -> None:
     )
 
 
-def test_multi_gpu_overlay_sets_distributed() -> None:
+def test_multi_gpu_overlay_sets_distributed(tmp_path: Path) -> None:
     for bundle in BUNDLES:
         parser = ConfigParser()
         parser.read_config(
             [str(_configs(bundle) / "train.json"), str(_configs(bundle) / "multi_gpu_train.json")]
         )
         assert parser["train#distributed"] is True
-        assert parser["train_config#distributed"] == "@train#distributed"
         assert parser["train#epochs"] == 20  # the base config is kept
+        parser["output_dir"] = str(tmp_path)
+        parser["datalist"] = str(tmp_path / "d.json")
+        assert parser.get_parsed_content("train_config").distributed is True
+
+
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_train_section_holds_only_what_the_bundle_changes(bundle: str, tmp_path: Path) -> None:
+    """Fields not in train keep TrainConfig's default; any field can still be overridden; a typo is named."""
+    from pipelines.training_config import TrainConfig
+
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle) / "train.json"))
+    section = {k for k in parser["train"] if not k.startswith("_")}
+    parser["output_dir"] = str(tmp_path)
+    parser["datalist"] = str(tmp_path / "d.json")
+    parser["train#cache_rate"] = 0.25  # not declared by the bundle: an override still reaches the config
+    config = parser.get_parsed_content("train_config")
+    assert "cache_rate" not in section and config.cache_rate == 0.25
+    assert config.lr == TrainConfig.lr and config.flip_prob == TrainConfig.flip_prob
+    assert len(section) < 20  # the 38 fields are not copied
+    parser = ConfigParser()
+    parser.read_config(str(_configs(bundle) / "train.json"))
+    parser["output_dir"] = str(tmp_path)
+    parser["datalist"] = str(tmp_path / "d.json")
+    parser["train#learning_rate"] = 0.1
+    with pytest.raises(RuntimeError) as caught:  # MONAI wraps it: "Failed to instantiate component ..."
+        parser.get_parsed_content("train_config")
+    from pipelines.user_errors import user_error
+
+    assert str(user_error(caught.value)).startswith("train#learning_rate is not a setting of TrainConfig")
 
 
 @pytest.mark.parametrize("bundle", BUNDLES)
@@ -202,6 +231,54 @@ def test_classification_evaluate_and_inference(trained: dict) -> None:
     assert metrics["test_auc"] == pytest.approx(roc_auc_score(labels, probs[:, 1]), abs=1e-6)
     assert metrics["test_accuracy"] == pytest.approx(float(np.mean(probs.argmax(axis=1) == labels)), abs=1e-6)
     assert metrics["test_auc"] == pytest.approx(trained["cls_metrics"]["test_auc"], abs=1e-6)
+    # the out-of-distribution check of every predicted image (the reference training wrote)
+    assert (out / "ood_reference.json").is_file()
+    ood = json.loads((Path(pred_file).parent / "ood.json").read_text())
+    assert sorted(r["image"] for r in ood["images"]) == sorted(
+        str(datalist_path.parent / r["image"]) for r in test
+    )
+    for row in ood["images"]:
+        flagged = any(
+            row[k] > row[t]
+            for k, t in (
+                ("recon_error", "recon_threshold"),
+                ("latent_distance", "latent_threshold"),
+                ("unexplained_variance", "unexplained_threshold"),
+            )
+        )
+        assert row["flagged"] is flagged
+    assert ood["flagged_share"] == pytest.approx(np.mean([r["flagged"] for r in ood["images"]]))
+
+
+def test_bundle_inference_flags_a_ct_slice(
+    trained: dict, tmp_path: Path, capfd: pytest.CaptureFixture
+) -> None:
+    """The bundle's logging.conf replaces the root handlers: its console output is what a user sees."""
+    from tests.conftest import pydicom_test_dir
+
+    out = Path(trained["cls"]["output_dir"])
+    ct = pydicom_test_dir() / "CT_small.dcm"
+    overrides = {
+        "output_dir": str(out),
+        "spatial_size": [SIZE, SIZE],
+        "image": str(ct),
+        "prediction_dir": str(tmp_path),
+    }
+    run_bundle("glassbox_classification", "inference", overrides)
+    ood = json.loads((tmp_path / "ood.json").read_text())
+    assert [r["image"] for r in ood["images"]] == [str(ct)] and ood["images"][0]["flagged"] is True
+    assert "CT_small.dcm is unlike the model's training images" in capfd.readouterr().out
+    # a reference of other weights is not used: said, and no ood.json
+    other = tmp_path / "other.pt"
+    state = torch.load(out / "best.pt", weights_only=True)
+    torch.save({k: v + 0.01 if v.is_floating_point() else v for k, v in state.items()}, other)
+    run_bundle(
+        "glassbox_classification",
+        "inference",
+        {**overrides, "checkpoint": str(other), "prediction_dir": str(tmp_path / "b")},
+    )
+    assert not (tmp_path / "b" / "ood.json").exists()
+    assert "computed for other weights" in capfd.readouterr().out
 
 
 def test_pretrain_evaluate_matches_hand_computed_mse(trained: dict) -> None:
