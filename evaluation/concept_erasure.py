@@ -312,7 +312,7 @@ class ErasedClassifier(nn.Module):
     """
 
     __constants__ = ["key_mu"]
-    key_mu = Keys.MU.value
+    key_mu = Keys.MU
 
     def __init__(self, network: nn.Module, eraser: LatentEraser) -> None:
         super().__init__()

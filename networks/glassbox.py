@@ -96,7 +96,7 @@ class GlassBoxNet(nn.Module):
     Example:
         >>> net = GlassBoxNet(spatial_dims=2, in_channels=1, num_classes=2, img_size=(64, 64)).eval()
         >>> out = net(torch.rand(2, 1, 64, 64))
-        >>> sorted(out), out["recon"].shape, out["attention"].shape
+        >>> sorted(map(str, out)), out["recon"].shape, out["attention"].shape
         (['attention', 'logits', 'logvar', 'mu', 'recon'], torch.Size([2, 1, 64, 64]), torch.Size([2, 1, 8, 8]))
     """
 
@@ -105,11 +105,11 @@ class GlassBoxNet(nn.Module):
 
     # Output keys as TorchScript constants (a script module cannot read ``Keys`` itself).
     __constants__ = ["key_recon", "key_mu", "key_logvar", "key_logits", "key_attention", "pooled_logits"]
-    key_recon = Keys.RECON.value
-    key_mu = Keys.MU.value
-    key_logvar = Keys.LOGVAR.value
-    key_logits = Keys.LOGITS.value
-    key_attention = Keys.ATTENTION.value
+    key_recon = Keys.RECON
+    key_mu = Keys.MU
+    key_logvar = Keys.LOGVAR
+    key_logits = Keys.LOGITS
+    key_attention = Keys.ATTENTION
 
     def __init__(
         self,

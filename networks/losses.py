@@ -296,12 +296,12 @@ class GlassBoxLoss(nn.Module):
         if self.attention_weight > 0:
             if Keys.ATTENTION not in outputs:
                 raise KeyError(
-                    f"attention_weight={self.attention_weight} needs the network's '{Keys.ATTENTION.value}' "
+                    f"attention_weight={self.attention_weight} needs the network's '{Keys.ATTENTION}' "
                     f"output, got keys {sorted(str(k) for k in outputs)}"
                 )
             loss = loss + self.attention_weight * outputs[Keys.ATTENTION].mean()
         return {
-            Keys.LOSS.value: loss,
+            Keys.LOSS: loss,
             "recon": recon,
             "kl": kl,
             "kl_per_dim": per_dim,

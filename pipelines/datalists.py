@@ -27,7 +27,7 @@ from transforms.keys import Keys
 
 __all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "UNLABELLED"]
 
-PATH_KEYS: tuple[str, ...] = (Keys.IMAGE.value, Keys.MASK.value)
+PATH_KEYS: tuple[str, ...] = (Keys.IMAGE, Keys.MASK)
 """Record keys whose values are file paths (or lists of them) resolved against the datalist folder."""
 
 UNLABELLED = -1
@@ -96,10 +96,10 @@ def load_datalist(path: str | PathLike, section: str = "training", required: boo
     root = path.parent
     records = []
     for i, item in enumerate(items):
-        if not isinstance(item, dict) or Keys.IMAGE.value not in item:
+        if not isinstance(item, dict) or Keys.IMAGE not in item:
             raise ValueError(f"datalist {path}: section {section!r}: record {i} has no 'image'")
         record = dict(item)
-        name = record.get(Keys.ID.value, i)
+        name = record.get(Keys.ID, i)
         for key in PATH_KEYS:
             if key in record and record[key] is not None:
                 where = f"datalist {path}: section {section!r}: record {name!r} {key}"
@@ -109,7 +109,7 @@ def load_datalist(path: str | PathLike, section: str = "training", required: boo
 
 
 def _record_name(record: dict, index: int) -> str:
-    return repr(record.get(Keys.ID.value, f"#{index}"))
+    return repr(record.get(Keys.ID, f"#{index}"))
 
 
 def check_labels(records: Sequence[dict], num_classes: int, allow_unlabelled: bool = True) -> None:
@@ -127,7 +127,7 @@ def check_labels(records: Sequence[dict], num_classes: int, allow_unlabelled: bo
     if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
     for i, record in enumerate(records):
-        label = record.get(Keys.LABEL.value, UNLABELLED)
+        label = record.get(Keys.LABEL, UNLABELLED)
         is_int = isinstance(label, Integral) and not isinstance(label, bool)
         if is_int and label == UNLABELLED:
             if not allow_unlabelled:
@@ -165,7 +165,7 @@ def mask_labels(records: Sequence[dict], label_fraction: float, seed: int = 0) -
         raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction!r}")
     by_class: dict[int, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        label = record.get(Keys.LABEL.value, UNLABELLED)
+        label = record.get(Keys.LABEL, UNLABELLED)
         if label != UNLABELLED:
             by_class[int(label)].append(i)
     rng = np.random.default_rng(seed)
@@ -178,6 +178,6 @@ def mask_labels(records: Sequence[dict], label_fraction: float, seed: int = 0) -
     for i, record in enumerate(records):
         new = dict(record)
         if i not in keep:
-            new[Keys.LABEL.value] = UNLABELLED
+            new[Keys.LABEL] = UNLABELLED
         out.append(new)
     return out

@@ -71,11 +71,11 @@ class _Step:
         self, engine: Any, batch: Mapping[str, Any]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         device = engine.state.device
-        image = _plain(batch[Keys.IMAGE.value]).to(device).float()
-        target = _plain(batch.get(TARGET_KEY, batch[Keys.IMAGE.value])).to(device).float()
+        image = _plain(batch[Keys.IMAGE]).to(device).float()
+        target = _plain(batch.get(TARGET_KEY, batch[Keys.IMAGE])).to(device).float()
         labels = None
-        if Keys.LABEL.value in batch:
-            labels = _plain(batch[Keys.LABEL.value]).to(device).long().reshape(-1)
+        if Keys.LABEL in batch:
+            labels = _plain(batch[Keys.LABEL]).to(device).long().reshape(-1)
         return image, target, labels
 
     def _forward(
@@ -116,11 +116,11 @@ class GlassBoxTrainStep(_Step):
         self.loss_fn.iteration = max(engine.state.iteration - 1, 0)
         engine.optimizer.zero_grad(set_to_none=True)
         _, terms = self._forward(engine, image, target, labels)
-        terms[Keys.LOSS.value].backward()
+        terms[Keys.LOSS].backward()
         engine.optimizer.step()
         out = {name: terms[name].detach() for name in LOSS_TERMS}
         out[KL_PER_DIM_KEY] = terms[KL_PER_DIM_KEY].detach()
-        out[Keys.LABEL.value] = labels
+        out[Keys.LABEL] = labels
         return out
 
 
@@ -137,7 +137,7 @@ class GlassBoxEvalStep(_Step):
         engine.network.eval()
         with torch.no_grad():
             outputs, terms = self._forward(engine, image, target, labels)
-        logits = outputs[Keys.LOGITS.value]
+        logits = outputs[Keys.LOGITS]
         num_classes = logits.shape[1]
         if labels is None:
             labels = torch.full((image.shape[0],), -1, dtype=torch.long, device=image.device)
@@ -148,12 +148,12 @@ class GlassBoxEvalStep(_Step):
         out: dict[str, Any] = {name: terms[name].detach() for name in LOSS_TERMS}
         out.update(
             {
-                "pred_recon": outputs[Keys.RECON.value],
+                "pred_recon": outputs[Keys.RECON],
                 TARGET_KEY: target,
-                Keys.PRED.value: probs,
+                Keys.PRED: probs,
                 "pred_onehot": hard,
                 "label_onehot": onehot,
-                Keys.LABEL.value: labels,
+                Keys.LABEL: labels,
             }
         )
         return out

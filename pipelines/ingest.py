@@ -221,9 +221,7 @@ def ingest_folder(
                 other_records.extend(_npz_records(path))
             elif suffix in NIFTI_SUFFIXES or suffix in PIL_SUFFIXES:
                 image = load_image(path)  # refuses an image too small to be one
-                other_records.append(
-                    {Keys.IMAGE.value: path, "shape": list(image.shape), Keys.ATTRIBUTES.value: {}}
-                )
+                other_records.append({Keys.IMAGE: path, "shape": list(image.shape), Keys.ATTRIBUTES: {}})
             elif _looks_dicom(path):
                 entry = _dicom_entry(path, salt)
                 check_image_size(path, entry.shape[1:])  # as load_image does
@@ -240,17 +238,17 @@ def ingest_folder(
     for group in _group_series(dicom_entries):
         image = group[0].path if len(group) == 1 else [m.path for m in group]
         shape = list(group[0].shape) + ([len(group)] if len(group) > 1 else [])
-        record = {Keys.IMAGE.value: image, "shape": shape, Keys.ATTRIBUTES.value: group[0].attributes}
+        record = {Keys.IMAGE: image, "shape": shape, Keys.ATTRIBUTES: group[0].attributes}
         record["_patient"] = group[0].patient  # for the label join only; never written
         other_records.append(record)
 
-    for index, record in enumerate(sorted(other_records, key=lambda r: str(r[Keys.IMAGE.value]))):
+    for index, record in enumerate(sorted(other_records, key=lambda r: str(r[Keys.IMAGE]))):
         patient = record.pop("_patient", "")
-        record = {Keys.ID.value: f"img{index:05d}", **record}
-        if label_table and Keys.LABEL.value not in record:
+        record = {Keys.ID: f"img{index:05d}", **record}
+        if label_table and Keys.LABEL not in record:
             label = _join_label(record, join_on, label_table, src_path, patient)
             if label is not None:
-                record[Keys.LABEL.value] = _parse_label(label)
+                record[Keys.LABEL] = _parse_label(label)
         result.records.append(record)
     result.seconds = time.perf_counter() - started
     _write_outputs(result, src_path, out_path)
@@ -260,7 +258,7 @@ def ingest_folder(
 def _join_label(record: dict, join_on: str | None, table: dict, src: Path, patient: str) -> str | None:
     if join_on == "patient":
         return table.get(patient) if patient else None
-    image = record[Keys.IMAGE.value]
+    image = record[Keys.IMAGE]
     paths = image if isinstance(image, list) else [str(image).split("#")[0]]
     candidates = set()
     for p in paths:
@@ -277,13 +275,13 @@ def _npz_records(path: str) -> list[dict]:
     for split, (images, labels) in read_medmnist_npz(path).items():
         for index in range(len(images)):
             record: dict = {
-                Keys.IMAGE.value: medmnist_reference(path, split, index),
+                Keys.IMAGE: medmnist_reference(path, split, index),
                 "split": MEDMNIST_SPLITS[split],
-                Keys.ATTRIBUTES.value: {},
+                Keys.ATTRIBUTES: {},
             }
             if labels is not None:
                 value = np.asarray(labels[index]).ravel()
-                record[Keys.LABEL.value] = int(value[0]) if value.size == 1 else value.astype(int).tolist()
+                record[Keys.LABEL] = int(value[0]) if value.size == 1 else value.astype(int).tolist()
             records.append(record)
     return records
 

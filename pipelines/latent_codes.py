@@ -101,14 +101,14 @@ def model_input_transforms(
     Returns:
         A MONAI ``Compose`` for ``{"image": path[, "mask": path]}`` records.
     """
-    keys = [Keys.IMAGE.value] + ([Keys.MASK.value] if mask else [])
+    keys = [Keys.IMAGE] + ([Keys.MASK] if mask else [])
     return Compose(
         [LoadMedicalImaged(keys)]
         + preprocessing_transforms(
-            Keys.IMAGE.value,
+            Keys.IMAGE,
             spatial_size=tuple(spatial_size),
             channels=1,
-            mask_keys=(Keys.MASK.value,) if mask else (),
+            mask_keys=(Keys.MASK,) if mask else (),
             intensity_range=None if intensity_range is None else tuple(intensity_range),
         )
     )
@@ -134,14 +134,14 @@ def load_model_input(
     Raises:
         ValueError: the file cannot be read or has the wrong number of axes (naming it).
     """
-    record = {Keys.IMAGE.value: str(image)}
+    record = {Keys.IMAGE: str(image)}
     if mask is not None:
-        record[Keys.MASK.value] = str(mask)
-    keys = [Keys.IMAGE.value] + ([Keys.MASK.value] if mask is not None else [])
+        record[Keys.MASK] = str(mask)
+    keys = [Keys.IMAGE] + ([Keys.MASK] if mask is not None else [])
     chain = model_input_transforms(spatial_size, mask=mask is not None, intensity_range=intensity_range)
     try:
         loaded = LoadMedicalImaged(keys)(record)
-        shape = [int(s) for s in loaded[Keys.IMAGE.value].shape]
+        shape = [int(s) for s in loaded[Keys.IMAGE].shape]
         small = [s for s in shape[1:] if s > 1]
         if len(small) > len(spatial_size):
             raise ImageReadError(
@@ -165,8 +165,8 @@ def load_model_input(
         raise ValueError(f"{image}: {' '.join(str(cause).split())}") from err
     # plain tensors: every operation on a MetaTensor carries its metadata along, which made a
     # one-image explanation (hundreds of forward passes) markedly slower
-    x = _plain(out[Keys.IMAGE.value]).float().unsqueeze(0)
-    m = _plain(out[Keys.MASK.value])[0] > 0 if mask is not None else None
+    x = _plain(out[Keys.IMAGE]).float().unsqueeze(0)
+    m = _plain(out[Keys.MASK])[0] > 0 if mask is not None else None
     return x, m
 
 
@@ -176,9 +176,9 @@ def _plain(value: Any) -> torch.Tensor:
 
 
 def _record_id(record: dict, index: int) -> str:
-    if record.get(Keys.ID.value) is not None:
-        return str(record[Keys.ID.value])
-    image = record.get(Keys.IMAGE.value)
+    if record.get(Keys.ID) is not None:
+        return str(record[Keys.ID])
+    image = record.get(Keys.IMAGE)
     return Path(str(image)).name if isinstance(image, (str, PathLike)) else str(index)
 
 
@@ -209,11 +209,11 @@ def encode_records(
         raise ValueError("records: expected at least one record, got none")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
-    items = [{Keys.IMAGE.value: r[Keys.IMAGE.value], "index": i} for i, r in enumerate(records)]
+    items = [{Keys.IMAGE: r[Keys.IMAGE], "index": i} for i, r in enumerate(records)]
     transform = Compose(
         [
             model_input_transforms(trained.spatial_size, intensity_range=trained.intensity_range),
-            SelectItemsd([Keys.IMAGE.value, "index"]),
+            SelectItemsd([Keys.IMAGE, "index"]),
         ]
     )
     loader = DataLoader(Dataset(items, transform=transform), batch_size=batch_size, num_workers=num_workers)
@@ -221,14 +221,14 @@ def encode_records(
     device = trained.device
     mus, logvars, logits = [], [], []
     for batch in tqdm(loader, desc="encoding", disable=not progress, leave=False):
-        x = torch.as_tensor(batch[Keys.IMAGE.value]).float().to(device)
+        x = torch.as_tensor(batch[Keys.IMAGE]).float().to(device)
         enc = network.encode(x)
-        mu = enc[Keys.MU.value]
+        mu = enc[Keys.MU]
         mus.append(mu.cpu())
-        logvars.append(enc[Keys.LOGVAR.value].cpu())
+        logvars.append(enc[Keys.LOGVAR].cpu())
         logits.append(network.classify(mu).cpu())
     labels = np.array(
-        [int(r[Keys.LABEL.value]) if r.get(Keys.LABEL.value) is not None else UNKNOWN_LABEL for r in records],
+        [int(r[Keys.LABEL]) if r.get(Keys.LABEL) is not None else UNKNOWN_LABEL for r in records],
         dtype=np.int64,
     )
     return LatentCodes(
@@ -237,7 +237,7 @@ def encode_records(
         logvar=torch.cat(logvars).numpy().astype(np.float64),
         logits=torch.cat(logits).numpy().astype(np.float64),
         labels=labels,
-        attributes=[dict(r.get(Keys.ATTRIBUTES.value) or {}) for r in records],
+        attributes=[dict(r.get(Keys.ATTRIBUTES) or {}) for r in records],
         records=list(records),
     )
 

@@ -127,27 +127,27 @@ def build_transforms(config: TrainConfig, training: bool) -> Compose:
     Returns:
         A MONAI ``Compose`` for records with ``image`` (and ``label``).
     """
-    chain: list[Transform] = [LoadMedicalImaged(Keys.IMAGE.value)]
+    chain: list[Transform] = [LoadMedicalImaged(Keys.IMAGE)]
     chain += preprocessing_transforms(
-        Keys.IMAGE.value, spatial_size=config.spatial_size, channels=1, intensity_range=config.intensity_range
+        Keys.IMAGE, spatial_size=config.spatial_size, channels=1, intensity_range=config.intensity_range
     )
     if training and config.flip_prob > 0:
         # before the copy: the reconstruction target is the flipped image
         chain += [
-            RandFlipd(Keys.IMAGE.value, prob=config.flip_prob, spatial_axis=axis)
+            RandFlipd(Keys.IMAGE, prob=config.flip_prob, spatial_axis=axis)
             for axis in range(config.spatial_dims)
         ]
-    chain.append(CopyItemsd(Keys.IMAGE.value, times=1, names=TARGET_KEY))
+    chain.append(CopyItemsd(Keys.IMAGE, times=1, names=TARGET_KEY))
     if training and config.erase_prob > 0:
         chain += [
             RandPatchErased(
-                Keys.IMAGE.value,
+                Keys.IMAGE,
                 num_patches=(1, 3),
                 size_fraction=(0.1, 0.25),
                 fill=0.0,
                 prob=config.erase_prob,
             ),
-            DeleteItemsd(Keys.ERASED_BOXES.value),  # box counts vary: they would not collate
+            DeleteItemsd(Keys.ERASED_BOXES),  # box counts vary: they would not collate
         ]
     return Compose(chain)
 
@@ -177,7 +177,7 @@ def resolve_intensity_range(config: TrainConfig, train_records: list[dict], verb
         config.intensity_range = run_intensity_range(run_dir)  # None when the run has none
         source = f"from the pretraining run's {run_dir / 'config.json'}"
     if config.intensity_range is None:
-        images = [r[Keys.IMAGE.value] for r in train_records]
+        images = [r[Keys.IMAGE] for r in train_records]
         config.intensity_range = dataset_intensity_range(images, seed=config.seed)
         source = f"0.5th/99.5th percentiles of {min(len(images), 200)} training images"
     if verbose:
@@ -189,14 +189,11 @@ def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
     """Records of one section reduced to ``image`` (+ ``label``), labels checked."""
     records = load_datalist(config.datalist, section, required=required)
     if config.mode == "pretrain":
-        return [{Keys.IMAGE.value: r[Keys.IMAGE.value]} for r in records]
+        return [{Keys.IMAGE: r[Keys.IMAGE]} for r in records]
     check_labels(records, config.num_classes, allow_unlabelled=section == "training")
     if section == "training":
         records = mask_labels(records, config.label_fraction, seed=config.seed)
-    return [
-        {Keys.IMAGE.value: r[Keys.IMAGE.value], Keys.LABEL.value: int(r.get(Keys.LABEL.value, UNLABELLED))}
-        for r in records
-    ]
+    return [{Keys.IMAGE: r[Keys.IMAGE], Keys.LABEL: int(r.get(Keys.LABEL, UNLABELLED))} for r in records]
 
 
 def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistContext) -> DataLoader:
@@ -208,7 +205,7 @@ def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistC
     )
     sampler = None
     if training and config.mode == "classify":
-        labels = [int(r.get(Keys.LABEL.value, UNLABELLED)) for r in records]
+        labels = [int(r.get(Keys.LABEL, UNLABELLED)) for r in records]
         sampler = labelled_share_sampler(dataset, labels, config.labelled_share, ctx, config.seed)
     if sampler is None:
         sampler = make_sampler(dataset, ctx, training=training, seed=config.seed)
@@ -316,7 +313,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     train_records = _records(config, "training", required=True)
     val_records = _records(config, "validation", required=True)
     test_records = _records(config, "test", required=False)
-    if config.mode == "classify" and all(r[Keys.LABEL.value] == UNLABELLED for r in train_records):
+    if config.mode == "classify" and all(r[Keys.LABEL] == UNLABELLED for r in train_records):
         raise ValueError(f"datalist {config.datalist}: no labelled training record (classify mode)")
 
     resolve_intensity_range(config, train_records, verbose=ctx.is_main)
@@ -354,7 +351,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         attention_weight=config.attention_sparsity * config.effective_ce_weight,
         spatial_beta=config.spatial_beta,
     )
-    labelled = sum(r.get(Keys.LABEL.value, UNLABELLED) != UNLABELLED for r in train_records)
+    labelled = sum(r.get(Keys.LABEL, UNLABELLED) != UNLABELLED for r in train_records)
     result["train_labelled"] = float(labelled)
     result["train_images"] = float(len(train_records))
     if ctx.distributed:

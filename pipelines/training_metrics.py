@@ -98,7 +98,7 @@ def eval_metrics(mode: str, num_classes: int, spatial_dims: int, prefix: str) ->
     if mode == "pretrain":
         key = {key_name: losses.pop(key_name)}
         return key, {**losses, **extra}
-    key = {key_name: ROCAUC(output_transform=lambda o: (o[Keys.PRED.value], o["label_onehot"]))}
+    key = {key_name: ROCAUC(output_transform=lambda o: (o[Keys.PRED], o["label_onehot"]))}
     extra.update(losses)
     for name in ("accuracy", "sensitivity", "specificity"):
         extra[f"{prefix}_{name}"] = ConfusionMatrix(
