@@ -25,7 +25,7 @@ import numpy as np
 
 from transforms.keys import Keys
 
-__all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "UNLABELLED"]
+__all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "resolve_paths", "UNLABELLED"]
 
 PATH_KEYS: tuple[str, ...] = (Keys.IMAGE, Keys.MASK)
 """Record keys whose values are file paths (or lists of them) resolved against the datalist folder."""
@@ -43,14 +43,27 @@ def _resolve_one(value: str, root: Path) -> tuple[str, Path]:
     return str(path) + (sep + fragment if sep else ""), path
 
 
-def _resolve_paths(value: Any, root: Path, where: str) -> Any:
+def resolve_paths(value: Any, root: Path, where: str) -> Any:
+    """A record's path (or list of paths) resolved against the datalist folder ``root``.
+
+    Args:
+        value: the path as written in the record, or a list of them.
+        root: the datalist's folder.
+        where: how to name the record in an error (``"d.json training record 3 image"``).
+
+    Returns:
+        The resolved path(s), as the record should hold them.
+
+    Raises:
+        ValueError: a file that does not exist, or a value that is not a path (named with ``where``).
+    """
     if isinstance(value, str):
         ref, path = _resolve_one(value, root)
         if not path.exists():
             raise ValueError(f"{where}: file not found: {path}")
         return ref
     if isinstance(value, Sequence) and not isinstance(value, bytes):
-        return [_resolve_paths(v, root, where) for v in value]
+        return [resolve_paths(v, root, where) for v in value]
     raise ValueError(f"{where}: expected a path or a list of paths, got {type(value).__name__} {value!r}")
 
 
@@ -103,7 +116,7 @@ def load_datalist(path: str | PathLike, section: str = "training", required: boo
         for key in PATH_KEYS:
             if key in record and record[key] is not None:
                 where = f"datalist {path}: section {section!r}: record {name!r} {key}"
-                record[key] = _resolve_paths(record[key], root, where)
+                record[key] = resolve_paths(record[key], root, where)
         records.append(record)
     return records
 
