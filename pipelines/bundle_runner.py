@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -43,6 +44,7 @@ __all__ = [
     "check_overrides",
     "run_bundle",
     "ensure_datalist",
+    "ensure_contrast_datalist",
     "datalist_records",
     "run_evaluator",
     "run_inference",
@@ -158,6 +160,10 @@ def parse_overrides(tokens: Sequence[str]) -> dict[str, Any]:
 def check_overrides(parser: Any, overrides: Mapping[str, Any], files: Sequence[str | PathLike]) -> None:
     """Raise unless every override id already exists in the parsed config.
 
+    A ``train#<field>`` override may add a field the bundle does not declare: the ``train``
+    section holds only what the bundle changes, and the settings dataclass it builds
+    (``TrainConfig``, ``SynthesisConfig``) names a key that is none of its fields.
+
     Args:
         parser: a ``monai.bundle.ConfigParser`` holding the merged config.
         overrides: id → value.
@@ -172,8 +178,22 @@ def check_overrides(parser: Any, overrides: Mapping[str, Any], files: Sequence[s
             exists = isinstance(key, str) and bool(key) and key in parser
         except TypeError:  # an id that descends into a number or string
             exists = False
+        if not exists and isinstance(key, str) and key.count("#") == 1 and key.startswith("train#"):
+            exists = key.split("#")[1] in _train_fields(parser)
         if not exists:
             raise ValueError(f"config key {key!r} does not exist in {where}")
+
+
+def _train_fields(parser: Any) -> set[str]:
+    """The fields of the settings dataclass a bundle's ``train_config`` builds from ``train`` (none when unknown)."""
+    from pipelines.config_arguments import settings_class
+
+    try:
+        spec = parser["train_config"]
+        cls = settings_class(spec["cls"]) if isinstance(spec, dict) and "cls" in spec else None
+    except (KeyError, TypeError):
+        return set()
+    return {f.name for f in dataclasses.fields(cls)} if cls is not None else set()
 
 
 def run_bundle(
@@ -285,6 +305,58 @@ def ensure_datalist(
         return str(path)
     from phantoms.brain_cohort import PhantomConfig, generate_cohort
 
+    return _generate_once(
+        cohort_dir,
+        lambda tmp: generate_cohort(
+            PhantomConfig(kind="brain2d", n=n, seed=seed, size=size), tmp, progress=False
+        ),
+    )
+
+
+def ensure_contrast_datalist(
+    datalist: str | PathLike | None,
+    cohort_dir: str | PathLike,
+    n: int = 200,
+    size: int = 64,
+    seed: int = 0,
+    kind: str = "dce2d",
+) -> str:
+    """The paired datalist to train on: ``datalist`` when given, else a contrast phantom cohort made on first use.
+
+    As :func:`ensure_datalist`, with the paired pre-/post-contrast cohort of
+    :mod:`phantoms.contrast_cohort` (``source``/``target``/``mask`` records).
+
+    Args:
+        datalist: a paired datalist JSON, or ``None``/``""`` for the default cohort.
+        cohort_dir: where the default cohort lives.
+        n: subjects in the default cohort.
+        size: image edge length.
+        seed: seed of the default cohort.
+        kind: ``"dce2d"``, ``"dce3d"`` or ``"dce2d_t2"``.
+
+    Returns:
+        The datalist path, as a string.
+
+    Raises:
+        ValueError: ``datalist`` is given but is not a file, or a bad phantom setting.
+    """
+    if datalist not in (None, ""):
+        path = Path(datalist).expanduser()
+        if not path.is_file():
+            raise ValueError(f"datalist {path}: file not found")
+        return str(path)
+    from phantoms.contrast_cohort import generate_contrast_cohort
+    from phantoms.contrast_config import ContrastPhantomConfig
+
+    config = ContrastPhantomConfig(kind=kind, n=n, seed=seed, size=size)  # validated before any file
+    return _generate_once(cohort_dir, lambda tmp: generate_contrast_cohort(config, tmp, progress=False))
+
+
+def _generate_once(cohort_dir: str | PathLike, generate: Any) -> str:
+    """``<cohort_dir>/datalist.json``, generating the cohort into a temporary sibling first when missing.
+
+    A crash leaves no half-written cohort, and concurrent ranks of a distributed run agree on one.
+    """
     cohort = Path(cohort_dir)
     target = cohort / "datalist.json"
     if target.is_file():
@@ -292,7 +364,7 @@ def ensure_datalist(
     cohort.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{cohort.name}-", dir=cohort.parent))
     try:
-        generate_cohort(PhantomConfig(kind="brain2d", n=n, seed=seed, size=size), tmp, progress=False)
+        generate(tmp)
         try:
             os.replace(tmp, cohort)  # fails if another process finished first (cohort not empty)
         except OSError:

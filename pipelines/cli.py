@@ -215,7 +215,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
 def _training_command(argv: Sequence[str]) -> bool:
     """Whether ``argv`` names a training command (the only ones whose flags need TrainConfig, and torch)."""
     positional = [a for a in argv if not a.startswith("-")]
-    return not positional or positional[0] in ("pretrain", "classify")
+    return not positional or positional[0] in ("pretrain", "classify", "translate")
 
 
 def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
@@ -330,8 +330,10 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     from pipelines.analysis_cli import add_analysis_commands
+    from pipelines.synthesis_cli import add_synthesis_commands
 
     add_analysis_commands(sub)
+    add_synthesis_commands(sub, training_flags=training_flags)
     return parser
 
 

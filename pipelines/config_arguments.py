@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import pydoc
 import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["field_docs", "add_config_arguments", "config_values"]
+__all__ = ["field_docs", "add_config_arguments", "config_values", "config_from_section", "settings_class"]
 
 _ROLE = re.compile(r":\w+:`(~?)([^`]+)`")  # :class:`~networks.X` -> X, :mod:`a.b` -> a.b
 
@@ -177,3 +178,65 @@ def config_values(args: argparse.Namespace, cls: type) -> dict[str, Any]:
         if value is not None:
             values[field.name] = tuple(value) if isinstance(value, list) else value
     return values
+
+
+def settings_class(cls: type | str) -> type:
+    """The dataclass ``cls`` names (a class, or its dotted path as bundle configs write it).
+
+    Raises:
+        TypeError: the path names nothing, or not a dataclass.
+    """
+    found = pydoc.locate(cls) if isinstance(cls, str) else cls
+    if not (isinstance(found, type) and dataclasses.is_dataclass(found)):
+        raise TypeError(f"cls must be a settings dataclass or its dotted path, got {cls!r}")
+    return found
+
+
+def config_from_section(
+    cls: type | str, section: Mapping[str, Any], name: str = "train", **fixed: Any
+) -> Any:
+    """A settings dataclass from a bundle config section that holds only what the bundle changes.
+
+    Args:
+        cls: the dataclass (``TrainConfig``, ``SynthesisConfig``, ...) or its dotted path
+            (``"pipelines.training_config.TrainConfig"``, as a bundle config names it).
+        section: the parsed section; keys starting with ``_`` (``_doc``) are skipped, lists of a
+            tuple-typed field become tuples.
+        name: the section's id in the bundle, for error messages (``train#<key>``).
+        **fixed: fields the bundle sets from other ids (``datalist``, ``out_dir``).
+
+    Returns:
+        ``cls(**section, **fixed)``, validated by the dataclass; other fields keep its defaults.
+
+    Raises:
+        ValueError: a key that is no field of ``cls`` (named as ``<name>#<key>``), or whatever
+            the dataclass refuses.
+
+    Example:
+        >>> @dataclasses.dataclass
+        ... class Settings:
+        ...     size: tuple[int, ...] = (8, 8)
+        ...     lr: float = 0.1
+        >>> config_from_section(Settings, {"_doc": {}, "size": [4, 4]})
+        Settings(size=(4, 4), lr=0.1)
+    """
+    cls = settings_class(cls)
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{name} must be an object of {cls.__name__} fields, got {type(section).__name__}")
+    values = {k: v for k, v in section.items() if not str(k).startswith("_")}
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known - set(fixed))
+    if unknown:
+        raise ValueError(
+            f"{name}#{unknown[0]} is not a setting of {cls.__name__} (unknown: {unknown}; known: {sorted(known)})"
+        )
+    values.update(fixed)
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        if isinstance(value, list) and typing.get_origin(hints.get(key)) in (
+            tuple,
+            typing.Union,
+            types.UnionType,
+        ):
+            values[key] = tuple(value)
+    return cls(**values)

@@ -44,7 +44,7 @@ from pipelines.synthesis_training import BEST_CHECKPOINT
 from pipelines.user_errors import user_error
 from transforms.image_loading import NIFTI_SUFFIXES, file_suffix
 
-__all__ = ["synthesize", "load_translator", "SECTIONS"]
+__all__ = ["synthesize", "evaluate_synthesis", "load_translator", "SECTIONS"]
 
 SECTIONS = ("test", "validation", "training")
 """Sections a datalist is read from when none is named: the first one present."""
@@ -107,8 +107,14 @@ def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "case"
 
 
-def _write_synthetic(data: dict, pred: torch.Tensor, chain: Any, source_path: str, out: Path) -> Path:
-    """The synthetic image on the source's grid and in its units, as NIfTI."""
+def _write_synthetic(
+    data: dict, pred: torch.Tensor, chain: Any, source_path: str, out: Path, dicom_dir: Path | None = None
+) -> Path:
+    """The synthetic image on the source's grid and in its units, as NIfTI (and DICOM for a DICOM source).
+
+    A DICOM source (its files are in the loaded image's ``source_files``) also gets a synthetic
+    DICOM series in ``dicom_dir`` on its geometry (:func:`transforms.synthetic_dicom.write_synthetic_series`).
+    """
     item = dict(data)
     item[PairKeys.PRED] = MetaTensor(pred, meta=dict(data[PairKeys.SOURCE].meta))
     inverted = Invertd(PairKeys.PRED, transform=chain, orig_keys=PairKeys.SOURCE, nearest_interp=False)(item)[
@@ -123,6 +129,16 @@ def _write_synthetic(data: dict, pred: torch.Tensor, chain: Any, source_path: st
     else:
         affine = np.asarray(data[PairKeys.SOURCE].affine, dtype=np.float64)
     nibabel.save(nibabel.Nifti1Image(array, affine), str(out))
+    source_files = data[PairKeys.SOURCE].meta.get("source_files")
+    if dicom_dir is not None and source_files:
+        from transforms.synthetic_dicom import write_synthetic_series
+
+        write_synthetic_series(
+            list(source_files),
+            array,
+            dicom_dir,
+            description="predicted by a medglass synthesis model",
+        )
     return out
 
 
@@ -138,13 +154,14 @@ def synthesize(
     Args:
         model_dir: a synthesis training run folder (``config.json``, ``best.pt``).
         image_or_datalist: a source image file, or a datalist JSON (``.json``) with ``source``
-            (and ``target``, ``mask``) records.
+            (and ``target``, ``mask``) records. A DICOM source also gets a synthetic DICOM
+            series (``<id>_synthetic_dicom/``) on its geometry, marked DERIVED/SYNTHETIC.
         out_dir: output folder.
         section: datalist section; ``None``: the first of :data:`SECTIONS` present.
         device: ``"cpu"`` or ``"cuda"``.
 
     Returns:
-        ``{"cases": [{"id", "panel", "synthetic", "metrics"?}], "metrics": {...} or None,
+        ``{"cases": [{"id", "panel", "synthetic", "synthetic_dicom"?, "metrics"?}], "metrics": {...} or None,
         "report": path or None}``; ``metrics`` holds the mean ``model`` and ``source_baseline``
         numbers when targets are known.
 
@@ -180,10 +197,13 @@ def synthesize(
         panel = synthesis_panel(
             out / "panels" / f"{name}.png", plain[0], pred, plain[1], plain[2], title=name
         )
+        dicom_dir = out / f"{name}_synthetic_dicom"
         nifti = _write_synthetic(
-            data, pred, chain, str(record[PairKeys.SOURCE]), out / f"{name}_synthetic.nii.gz"
+            data, pred, chain, str(record[PairKeys.SOURCE]), out / f"{name}_synthetic.nii.gz", dicom_dir
         )
         case: dict[str, Any] = {"id": name, "panel": str(panel), "synthetic": str(nifti)}
+        if dicom_dir.is_dir():
+            case["synthetic_dicom"] = str(dicom_dir)
         if target is not None:
             threshold = config.enhancement_threshold
             case["metrics"] = synthesis_metrics(plain[0], pred, plain[1], plain[2], threshold=threshold)
@@ -256,3 +276,34 @@ def _report(out: Path, summary: dict[str, dict[str, float]], cases: list[dict[st
     if len(cases) > _MAX_REPORT_FIGURES:
         report.paragraph(f"{len(cases) - _MAX_REPORT_FIGURES} more panels in panels/.", css_class="note")
     return report.write(out / "report.html")
+
+
+def evaluate_synthesis(
+    model_dir: str | PathLike,
+    datalist: str | PathLike,
+    out_dir: str | PathLike,
+    section: str = "test",
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Evaluate a translate run on a datalist section (the ``contrast_synthesis`` bundle's evaluate workflow).
+
+    Args:
+        model_dir: the training run folder.
+        datalist: a paired datalist with targets.
+        out_dir: where panels, synthetic images, ``metrics.json`` and ``report.html`` go.
+        section: the datalist section.
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        Flat numbers: ``<section>_<metric>`` of the model and ``baseline_<metric>`` of the
+        unchanged source (whole image and in-lesion rows apart, as :func:`synthesize` reports them).
+
+    Raises:
+        ValueError: the section has no targets, or whatever :func:`synthesize` refuses.
+    """
+    result = synthesize(model_dir, datalist, out_dir, section=section, device=device)
+    if not result["metrics"]:
+        raise ValueError(f"datalist {datalist}: section {section!r} has no target images to evaluate against")
+    flat = {f"{section}_{k}": float(v) for k, v in result["metrics"]["model"].items()}
+    flat.update({f"baseline_{k}": float(v) for k, v in result["metrics"]["source_baseline"].items()})
+    return flat

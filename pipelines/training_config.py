@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
 from numbers import Integral, Real
 from pathlib import Path
@@ -27,7 +26,6 @@ __all__ = [
     "INTENSITY_MODES",
     "DEFAULT_TRACKING_URI",
     "FIELD_CHOICES",
-    "bundle_train_config",
     "resolve_tracking_uri",
     "run_intensity_range",
 ]
@@ -473,42 +471,3 @@ def _resolve(path: Path, base: Path, out_dir: str | Path | None, absolute: str |
         candidates += [base / path, path]  # older files: relative to the config, or to the working directory
     chosen = next((c for c in candidates if c.exists()), candidates[0])
     return Path(os.path.normpath(chosen))
-
-
-def bundle_train_config(section: Mapping[str, Any], datalist: str | Path, out_dir: str | Path) -> TrainConfig:
-    """The :class:`TrainConfig` of a bundle's ``train`` section (what the bundle's train.json builds).
-
-    A bundle declares in ``train`` only the settings it changes or that its other configs read;
-    every other field keeps :class:`TrainConfig`'s default, and any field can be overridden as
-    ``--train#<field> value``.
-
-    Args:
-        section: the parsed ``train`` section (keys starting with ``_``, such as ``_doc``, are skipped).
-        datalist: the datalist JSON the run uses.
-        out_dir: the bundle's ``output_dir``.
-
-    Returns:
-        The validated config.
-
-    Raises:
-        ValueError: a key that is no TrainConfig field (named as ``train#<key>``), or a value out of range.
-
-    Example:
-        >>> cfg = bundle_train_config({"_doc": {}, "epochs": 3, "spatial_size": [32, 32]}, "d.json", "runs/x")
-        >>> cfg.epochs, cfg.spatial_size, cfg.lr == TrainConfig.lr
-        (3, (32, 32), True)
-    """
-    if not isinstance(section, Mapping):
-        raise ValueError(f"train must be an object of TrainConfig fields, got {type(section).__name__}")
-    values = {k: v for k, v in section.items() if not str(k).startswith("_")}
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known - {"datalist", "out_dir"})
-    if unknown:
-        raise ValueError(
-            f"train#{unknown[0]} is not a setting of TrainConfig (unknown: {unknown}; known: {sorted(known)})"
-        )
-    values.update(datalist=datalist, out_dir=out_dir)
-    for name in ("spatial_size", "intensity_range"):
-        if isinstance(values.get(name), list):
-            values[name] = tuple(values[name])
-    return TrainConfig(**values)

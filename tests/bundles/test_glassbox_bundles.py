@@ -13,7 +13,7 @@ import torch
 from monai.bundle import ConfigParser, ckpt_export, verify_net_in_out
 
 from networks.spatial_glassbox import SpatialGlassBoxNet as GlassBoxNet  # the default core
-from pipelines.bundle_runner import BUNDLES_DIR, parse_overrides, run_bundle
+from pipelines.bundle_runner import BUNDLES_DIR, check_overrides, parse_overrides, run_bundle
 from pipelines.cli import main
 from pipelines.transfer_learning import CLASSIFIER_POOLING, TRANSFER_MODULES
 
@@ -175,6 +175,12 @@ def test_unknown_override_is_rejected_before_running(tmp_path: Path, capsys: pyt
     ):
         run_bundle("glassbox_classification", "train", {"train#epochz": 1, "output_dir": str(tmp_path)})
     assert not any(tmp_path.iterdir())
+    # a TrainConfig field the bundle does not declare is a valid override
+    parser = ConfigParser()
+    parser.read_config(str(_configs("glassbox_classification") / "train.json"))
+    check_overrides(parser, {"train#weight_decay": 0.01}, ["train.json"])
+    with pytest.raises(ValueError, match="config key 'dataset#cohort_nn' does not exist"):
+        check_overrides(parser, {"dataset#cohort_nn": 3}, ["train.json"])
     assert main(["run", "glassbox_pretrain", "--config", "evaluate", "--train#epochz", "1"]) == 2
     assert "config key 'train#epochz' does not exist" in capsys.readouterr().err
 
