@@ -8,6 +8,9 @@ that the contrast agent lights up, so three groups of numbers are computed:
   windowed statistic that is undefined on a scattered set of voxels, over the mask's **bounding
   box dilated by** ``margin`` **voxels** (clipped to the image), with a smaller window when the
   box is smaller than the 11-voxel window (the Gaussian's sigma shrinks with it);
+* lesion by lesion (connected components of the mask): does a lesion that enhances in the real
+  image enhance in the synthetic one (sensitivity), and does a non-enhancing one falsely
+  enhance — by the mean enhancement over the lesion against ``threshold``;
 * enhancement maps (``synthetic − source`` vs ``target − source``): their Pearson correlation
   inside the body, and the Dice overlap (MONAI ``compute_dice``) of the regions enhancing by more
   than ``threshold``, inside the body. The body is estimated from the target when not given
@@ -45,7 +48,13 @@ __all__ = [
     "enhancement_agreement",
     "synthesis_metrics",
     "lesion_box",
+    "lesion_enhancement",
+    "lesion_detection_rates",
+    "LESION_COUNTS",
 ]
+
+LESION_COUNTS = ("lesions_enhancing", "lesions_detected", "lesions_not_enhancing", "lesions_false_enhanced")
+"""Per-case lesion counts of :func:`lesion_enhancement` (pooled ratios: :func:`lesion_detection_rates`)."""
 
 DEFAULT_SSIM_WINDOW = 11
 """SSIM window side (voxels), MONAI's default and Wang et al.'s (Gaussian, sigma 1.5)."""
@@ -256,6 +265,84 @@ def enhancement_agreement(
     return {"enhancement_correlation": correlation, "enhancement_dice": dice}
 
 
+def lesion_enhancement(
+    pre: Any, pred: Any, target: Any, mask: Any, threshold: float = 0.1
+) -> dict[str, float]:
+    """Lesion-level enhancement detection: each connected lesion of ``mask`` enhances or not, really and predicted.
+
+    A lesion enhances when its mean enhancement (``target − pre`` really, ``pred − pre``
+    predicted) exceeds ``threshold``; the mean over the lesion averages the acquisition noise
+    away, which a voxel threshold would not.
+
+    Args:
+        pre: the source image.
+        pred: the synthetic image.
+        target: the real target image.
+        mask: lesion mask (nonzero = lesion; touching lesions count as one).
+        threshold: mean enhancement (image units) above which a lesion enhances.
+
+    Returns:
+        Counts (as floats): ``lesions_enhancing`` (really), ``lesions_detected`` (of those, predicted
+        enhancing), ``lesions_not_enhancing``, ``lesions_false_enhanced`` (of those, predicted
+        enhancing).
+
+    Raises:
+        ValueError: shapes differ, or ``threshold`` is not a finite number.
+
+    Example:
+        >>> pre = np.zeros((16, 16)); mask = np.zeros((16, 16)); mask[2:5, 2:5] = 1; mask[9:12, 9:12] = 1
+        >>> target = pre + 0.5 * (np.arange(16)[:, None] < 8) * mask  # the first lesion enhances
+        >>> lesion_enhancement(pre, target, target, mask)
+        {'lesions_enhancing': 1.0, 'lesions_detected': 1.0, 'lesions_not_enhancing': 1.0, 'lesions_false_enhanced': 0.0}
+    """
+    if isinstance(threshold, bool) or not isinstance(threshold, Real) or not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold!r}")
+    s, p, t, m = (
+        _spatial(pre, "pre"),
+        _spatial(pred, "pred"),
+        _spatial(target, "target"),
+        _spatial(mask, "mask"),
+    )
+    _same_shape(pre=s, pred=p, target=t, mask=m)
+    labels, n = ndimage.label(m != 0)
+    index = np.arange(1, n + 1)
+    real = np.asarray(ndimage.mean(t - s, labels, index)) > threshold if n else np.zeros(0, bool)
+    predicted = np.asarray(ndimage.mean(p - s, labels, index)) > threshold if n else np.zeros(0, bool)
+    return {
+        "lesions_enhancing": float(real.sum()),
+        "lesions_detected": float((real & predicted).sum()),
+        "lesions_not_enhancing": float((~real).sum()),
+        "lesions_false_enhanced": float((~real & predicted).sum()),
+    }
+
+
+def lesion_detection_rates(metrics: dict[str, float], prefix: str = "") -> dict[str, float]:
+    """Pooled ``enhancing_lesion_sensitivity`` and ``false_enhancement_rate`` from (mean) lesion counts.
+
+    Args:
+        metrics: holds the :data:`LESION_COUNTS` (per case, or their means over cases: the ratio
+            of means over the same cases is the ratio of sums).
+        prefix: the prefix of the keys (``"val_"``, ``"test_"``).
+
+    Returns:
+        The two rates (NaN when there is no lesion of the kind).
+
+    Example:
+        >>> lesion_detection_rates({"lesions_enhancing": 2, "lesions_detected": 1, "lesions_not_enhancing": 4,
+        ...                         "lesions_false_enhanced": 1})
+        {'enhancing_lesion_sensitivity': 0.5, 'false_enhancement_rate': 0.25}
+    """
+
+    def ratio(a: str, b: str) -> float:
+        den = float(metrics.get(prefix + b, float("nan")))
+        return float(metrics[prefix + a]) / den if math.isfinite(den) and den > 0 else float("nan")
+
+    return {
+        prefix + "enhancing_lesion_sensitivity": ratio("lesions_detected", "lesions_enhancing"),
+        prefix + "false_enhancement_rate": ratio("lesions_false_enhanced", "lesions_not_enhancing"),
+    }
+
+
 def synthesis_metrics(
     pre: Any,
     pred: Any,
@@ -278,7 +365,7 @@ def synthesis_metrics(
 
     Returns:
         ``ssim, psnr, mae, lesion_ssim, lesion_psnr, lesion_mae, enhancement_correlation,
-        enhancement_dice``.
+        enhancement_dice`` and, with a mask, the lesion counts of :func:`lesion_enhancement`.
 
     Raises:
         ValueError: as the functions it calls.
@@ -288,5 +375,6 @@ def synthesis_metrics(
         out.update({"lesion_ssim": float("nan"), "lesion_psnr": float("nan"), "lesion_mae": float("nan")})
     else:
         out.update(lesion_metrics(pred, target, mask, data_range, margin))
+        out.update(lesion_enhancement(pre, pred, target, mask, threshold))
     out.update(enhancement_agreement(pre, pred, target, threshold=threshold))
     return out

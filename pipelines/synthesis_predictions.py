@@ -16,6 +16,7 @@ import torch
 from monai.data import DataLoader
 from monai.utils import convert_to_tensor
 
+from evaluation.synthesis_metrics import LESION_COUNTS, lesion_detection_rates
 from pipelines.synthesis_data import PairKeys
 
 __all__ = ["plain_tensor", "predict_cases", "mean_metrics", "finite_numbers", "json_numbers"]
@@ -59,7 +60,8 @@ def predict_cases(
 def mean_metrics(rows: list[dict[str, float]], prefix: str = "") -> dict[str, float]:
     """Per-name mean over cases, NaN (no mask, flat map) and infinite (identical images) values left out.
 
-    A name with no finite value is NaN.
+    A name with no finite value is NaN. With lesion counts (:data:`~evaluation.synthesis_metrics.LESION_COUNTS`),
+    the pooled enhancing-lesion sensitivity and false-enhancement rate are added.
 
     Example:
         >>> mean_metrics([{"ssim": 0.5, "lesion_mae": float("nan")}, {"ssim": 1.0, "lesion_mae": 0.2}], "val_")
@@ -69,6 +71,8 @@ def mean_metrics(rows: list[dict[str, float]], prefix: str = "") -> dict[str, fl
     for name in dict.fromkeys(k for row in rows for k in row):
         values = [row[name] for row in rows if name in row and math.isfinite(row[name])]
         out[prefix + name] = float(np.mean(values)) if values else float("nan")
+    if all(prefix + k in out for k in LESION_COUNTS):  # pooled over the cases' lesions
+        out.update(lesion_detection_rates(out, prefix))
     return out
 
 

@@ -13,9 +13,11 @@ from evaluation.synthesis_metrics import (
     enhancement_agreement,
     image_metrics,
     lesion_box,
+    lesion_enhancement,
     lesion_metrics,
     synthesis_metrics,
 )
+from pipelines.synthesis_predictions import mean_metrics
 
 
 def _square(shape: tuple[int, ...], lo: int, hi: int) -> np.ndarray:
@@ -141,10 +143,32 @@ def test_synthesis_metrics_combines_everything() -> None:
     assert set(m) == {
         "ssim", "psnr", "mae", "lesion_ssim", "lesion_psnr", "lesion_mae",
         "enhancement_correlation", "enhancement_dice",
+        "lesions_enhancing", "lesions_detected", "lesions_not_enhancing", "lesions_false_enhanced",
     }  # fmt: skip
     assert m["mae"] == 0.0 and m["lesion_mae"] == 0.0 and m["enhancement_dice"] == 1.0
+    assert (m["lesions_enhancing"], m["lesions_detected"], m["lesions_not_enhancing"]) == (1.0, 1.0, 0.0)
     no_mask = synthesis_metrics(pre, target, target)
     assert math.isnan(no_mask["lesion_ssim"]) and no_mask["ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert "lesions_enhancing" not in no_mask
+
+
+def test_lesion_level_detection_counts_each_lesion() -> None:
+    """Three lesions: one enhancing and found, one enhancing and missed, one falsely enhanced."""
+    pre = np.full((24, 24), 0.3)
+    masks = [_square((24, 24), 2, 5), _square((24, 24), 10, 13), _square((24, 24), 18, 21)]
+    mask = masks[0] + masks[1] + masks[2]
+    target = pre + 0.5 * masks[0] + 0.5 * masks[1]  # lesions 1 and 2 enhance
+    pred = pre + 0.5 * masks[0] + 0.02 * masks[1] + 0.3 * masks[2]  # 2 is missed, 3 falsely enhanced
+    counts = lesion_enhancement(pre, pred, target, mask, threshold=0.1)
+    assert counts == {
+        "lesions_enhancing": 2.0, "lesions_detected": 1.0, "lesions_not_enhancing": 1.0, "lesions_false_enhanced": 1.0,
+    }  # fmt: skip
+    rates = mean_metrics([counts, lesion_enhancement(pre, target, target, mask)], "test_")
+    # pooled over both cases: 3 of 4 enhancing lesions found, 1 of 2 non-enhancing falsely enhanced
+    assert rates["test_enhancing_lesion_sensitivity"] == pytest.approx(0.75)
+    assert rates["test_false_enhancement_rate"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        lesion_enhancement(pre, pred, target, mask, threshold=float("nan"))
 
 
 @pytest.mark.parametrize(
