@@ -66,6 +66,9 @@ class SynthesisConfig:
         cache_rate: share of each split kept in memory after loading and scaling.
         num_workers: data-loader workers.
         progress: show a progress bar.
+        distributed: data-parallel training under ``torchrun`` (one process per device: each
+            rank trains on its share of the training pairs; rank 0 validates on the whole
+            validation set and alone writes files and logs; see :mod:`pipelines.distributed`).
 
     Raises:
         ValueError: a field is out of range; the message names the field, the expectation and the value.
@@ -92,6 +95,7 @@ class SynthesisConfig:
     cache_rate: float = 1.0
     num_workers: int = 0
     progress: bool = False
+    distributed: bool = False
 
     def __post_init__(self) -> None:
         self.datalist = Path(self.datalist)
@@ -141,8 +145,10 @@ class SynthesisConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if not isinstance(self.experiment, str) or not self.experiment:
             raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
-        if not isinstance(self.progress, bool):
-            raise ValueError(f"progress must be a bool, got {self.progress!r}")
+        for name in ("progress", "distributed"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be a bool, got {value!r}")
 
     @property
     def spatial_dims(self) -> int:

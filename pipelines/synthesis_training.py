@@ -14,6 +14,14 @@ every epoch (atomic, :func:`pipelines.checkpointing.save_last_checkpoint`; resum
 ``CheckpointLoader`` when ``out_dir`` holds one) and MLflow (:class:`pipelines.mlflow_tracking.RunTracker`).
 Data: :mod:`pipelines.synthesis_data` (source and target scaled by one shared map).
 
+``distributed=True`` runs one rank of a data-parallel ``torchrun`` job (:mod:`pipelines.distributed`):
+each rank trains on its ``DistributedSampler`` share of the training pairs with generator and
+critic in ``DistributedDataParallel`` (the loss averages are reduced over the ranks); rank 0
+validates the unwrapped generator on the whole validation (and test) set and alone writes
+files, panels and MLflow; every rank resumes from ``last.pt`` and returns rank 0's numbers::
+
+    torchrun --standalone --nproc_per_node=2 -m pipelines.synthesis_training runs/synth/config.json
+
 Example:
     >>> from pipelines.synthesis_config import SynthesisConfig
     >>> metrics = train_synthesis(SynthesisConfig(datalist="pairs/datalist.json", out_dir="runs/synth",
@@ -22,21 +30,24 @@ Example:
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from ignite.metrics import Average
 from monai.data import CacheDataset, DataLoader
 from monai.handlers import CheckpointLoader
 from monai.losses import PatchAdversarialLoss
 from monai.utils import set_determinism
+from torch.utils.data.distributed import DistributedSampler
 
 from evaluation.html_report import write_text_atomic
 from evaluation.synthesis_figures import synthesis_panel
@@ -48,6 +59,14 @@ from networks.translation import (
     build_generator,
 )
 from pipelines.checkpointing import BestScore, checkpoint_keys, save_last_checkpoint
+from pipelines.distributed import (
+    DistContext,
+    barrier,
+    cleanup_distributed,
+    init_distributed,
+    make_sampler,
+    wrap_ddp,
+)
 from pipelines.epoch_seeding import attach_epoch_seeding
 from pipelines.mlflow_tracking import RunTracker
 from pipelines.synthesis_config import SynthesisConfig
@@ -68,6 +87,7 @@ __all__ = [
     "build_synthesis_networks",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
+    "main",
 ]
 
 LAST_CHECKPOINT = "last.pt"
@@ -92,8 +112,8 @@ class Pix2PixStep:
     """One pix2pix iteration: update the critic on (real, synthetic), then the generator.
 
     Args:
-        generator: the translator.
-        critic: the conditional critic, or ``None`` for L1 alone.
+        generator: the translator (its ``DistributedDataParallel`` wrapper under torchrun).
+        critic: the conditional critic (or its wrapper), or ``None`` for L1 alone.
         opt_g: generator optimiser.
         opt_d: critic optimiser (``None`` without a critic).
         l1_weight: weight of the L1 term.
@@ -155,17 +175,54 @@ class Pix2PixStep:
         }
 
 
-def _loader(config: SynthesisConfig, records: list[dict], training: bool) -> DataLoader:
+def _loader(
+    config: SynthesisConfig, records: list[dict], training: bool, ctx: DistContext | None = None
+) -> DataLoader:
+    """A split's loader; under torchrun the training split is sampled per rank (evaluation: whole split)."""
+    ctx = ctx or DistContext.single(torch.device("cpu"))
     try:
         dataset = CacheDataset(
             records,
             transform=paired_transforms(config.spatial_size, training=training, flip_prob=config.flip_prob),
             cache_rate=config.cache_rate,
-            progress=config.progress,
+            progress=config.progress and ctx.is_main,
         )
     except Exception as err:
         raise user_error(err) from err
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=training, num_workers=config.num_workers)
+    sampler = make_sampler(dataset, ctx, training=True, seed=config.seed) if training else None
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=training and sampler is None,
+        sampler=sampler,
+        num_workers=config.num_workers,
+    )
+
+
+def _same_on_every_rank(ctx: DistContext, what: str, value: Any) -> Any:
+    """``value``, checked to be equal on every rank (ranks that disagree would wait on each other forever).
+
+    Raises:
+        ValueError: the ranks see different values (the message lists them by rank).
+    """
+    if not ctx.distributed:
+        return value
+    values: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(values, value)
+    if any(v != values[0] for v in values):
+        raise ValueError(
+            f"{what} differs between ranks (by rank: {values}); every rank needs the same files in out_dir"
+        )
+    return value
+
+
+def _from_rank0(ctx: DistContext, value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (``value`` itself in a single-process run)."""
+    if not ctx.distributed:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 class _Validation:
@@ -253,17 +310,34 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
 
     Raises:
         ValueError: an unusable datalist, an unreadable image, or a pair whose source and target
-            differ in shape or affine (the message names both files).
+            differ in shape or affine (the message names both files); ``distributed=True`` without
+            a torchrun launch, or fewer training pairs than ranks.
     """
+    ctx = init_distributed(config.device) if config.distributed else None
+    try:
+        if ctx is None:
+            use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+            ctx = DistContext.single(torch.device("cuda" if use_cuda else "cpu"))
+        result = _train_synthesis(config, ctx)
+        barrier(ctx)  # rank 0 has finished with MLflow and the files before the group goes
+        if ctx.distributed:
+            gc.collect()  # free the engines' DDP wrappers while the group still exists (see pipelines.training)
+        return result
+    finally:
+        if ctx is not None:
+            cleanup_distributed(ctx)
+
+
+def _train_synthesis(config: SynthesisConfig, ctx: DistContext) -> dict[str, float]:
     set_determinism(seed=config.seed)
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device = ctx.device
     out_dir = Path(config.out_dir)
     train_records = load_paired_datalist(config.datalist, "training")
     val_records = load_paired_datalist(config.datalist, "validation")
     test_records = load_paired_datalist(config.datalist, "test", required=False)
-    train_loader = _loader(config, train_records, training=True)
-    val_loader = _loader(config, val_records, training=False)
+    train_loader = _loader(config, train_records, training=True, ctx=ctx)
+    # validation and test run on rank 0 only, over the whole split
+    val_loader = _loader(config, val_records, training=False) if ctx.is_main else None
 
     generator, critic = build_synthesis_networks(config)
     generator.to(device)
@@ -274,18 +348,39 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
         opt_d = torch.optim.Adam(critic.parameters(), lr=config.lr, betas=(0.5, 0.999))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "config.json", json.dumps(config.to_json(relative_to=out_dir), indent=1))
+    if ctx.is_main:
+        write_text_atomic(out_dir / "config.json", json.dumps(config.to_json(relative_to=out_dir), indent=1))
     tracking_uri = resolve_tracking_uri(config.tracking_uri)
     tracker = RunTracker(
-        tracking_uri, config.experiment, out_dir, config.run_name or f"synthesis-{out_dir.name}"
+        tracking_uri,
+        config.experiment,
+        out_dir,
+        config.run_name or f"synthesis-{out_dir.name}",
+        enabled=ctx.is_main,
     )
     tracker.start(config.to_params())
 
-    step = Pix2PixStep(generator, critic, opt_g, opt_d, config.l1_weight, config.adversarial_weight, device)
+    # the step trains the DDP wrappers (gradients averaged over the ranks); everything else (checkpoints,
+    # validation, best.pt) uses the plain networks, so no file holds "module."-prefixed names
+    step = Pix2PixStep(
+        wrap_ddp(generator, ctx, find_unused_parameters=False),
+        None if critic is None else wrap_ddp(critic, ctx, find_unused_parameters=False),
+        opt_g,
+        opt_d,
+        config.l1_weight,
+        config.adversarial_weight,
+        device,
+    )
     trainer = Engine(step)
-    for name in LOSS_NAMES:
+    for name in LOSS_NAMES:  # Ignite reduces the averages over the ranks
         Average(output_transform=lambda out, name=name: out[name], device="cpu").attach(trainer, name)
-    attach_epoch_seeding(trainer, train_loader, config.seed)
+    attach_epoch_seeding(trainer, train_loader, config.seed, ctx.rank)
+    sampler = train_loader.sampler
+    if isinstance(sampler, DistributedSampler):  # each epoch's split and order from (seed, epoch)
+
+        @trainer.on(Events.EPOCH_STARTED)
+        def _set_sampler_epoch(engine: Engine) -> None:
+            sampler.set_epoch(engine.state.epoch)
 
     best = SimpleNamespace(state=SimpleNamespace(best_metric=-math.inf, best_metric_epoch=-1))
     save_dict: dict[str, Any] = {
@@ -298,7 +393,7 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
         save_dict.update({"critic": critic, "opt_d": opt_d})
     last = out_dir / LAST_CHECKPOINT
     start_epoch = 0
-    if last.is_file():
+    if _same_on_every_rank(ctx, f"whether {last} exists", last.is_file()):  # every rank resumes
         keys = checkpoint_keys(last)  # a run resumed with another adversarial_weight keeps what fits
         load_dict = {k: v for k, v in save_dict.items() if k in keys}
         CheckpointLoader(load_path=str(last), load_dict=load_dict, map_location=device).attach(trainer)
@@ -307,16 +402,19 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
         def _announce_resume(engine: Engine) -> None:
             nonlocal start_epoch
             start_epoch = engine.state.epoch
-            print(f"resuming {last} at epoch {engine.state.epoch + 1}/{config.epochs}", file=sys.stderr)
+            if ctx.is_main:
+                print(f"resuming {last} at epoch {engine.state.epoch + 1}/{config.epochs}", file=sys.stderr)
 
-    validation = _Validation(config, generator, val_loader, tracker, best, device)
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, validation)
-    if config.progress:
-        from ignite.handlers import ProgressBar
+    validation = None
+    if ctx.is_main:
+        validation = _Validation(config, generator, val_loader, tracker, best, device)
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, validation)
+        if config.progress:
+            from ignite.handlers import ProgressBar
 
-        ProgressBar(persist=False).attach(trainer, output_transform=lambda o: {"loss_g": o["loss_g"]})
-    # registered last: an epoch counts as done only after validation and logging finished
-    trainer.add_event_handler(Events.EPOCH_COMPLETED, save_last_checkpoint, save_dict, last)
+            ProgressBar(persist=False).attach(trainer, output_transform=lambda o: {"loss_g": o["loss_g"]})
+        # registered last: an epoch counts as done only after validation and logging finished
+        trainer.add_event_handler(Events.EPOCH_COMPLETED, save_last_checkpoint, save_dict, last)
 
     try:
         trainer.run(train_loader, max_epochs=config.epochs)
@@ -326,13 +424,31 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
         if cause is not err and isinstance(cause, ValueError):
             raise cause from err
         raise
+    if validation is None:  # ranks other than 0: rank 0 tests, writes and logs, then shares its numbers
+        return _from_rank0(ctx, None)
+    return _from_rank0(ctx, _finish(config, ctx, trainer, validation, tracker, start_epoch, test_records))
 
+
+def _finish(
+    config: SynthesisConfig,
+    ctx: DistContext,
+    trainer: Engine,
+    validation: _Validation,
+    tracker: RunTracker,
+    start_epoch: int,
+    test_records: list[dict],
+) -> dict[str, float]:
+    """Rank 0 after training: test the best generator, write ``metrics.json``, log the run's end."""
+    out_dir, device, best = Path(config.out_dir), ctx.device, validation.best
+    generator = validation.generator
     if trainer.state.epoch == start_epoch and (out_dir / "metrics.json").is_file():
         # nothing left to train (the checkpoint holds every epoch): the numbers are the last run's
         stored = json.loads((out_dir / "metrics.json").read_text())
         tracker.finish()
         return {k: math.nan if v is None else float(v) for k, v in stored.items()}
     result: dict[str, float] = {k: float(v) for k, v in trainer.state.metrics.items()}
+    if ctx.distributed:
+        result["world_size"] = float(ctx.world_size)
     result.update(
         {
             "best_val_ssim": float(best.state.best_metric),
@@ -357,3 +473,34 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
     tracker.log_artifact(metrics_path)
     tracker.finish()
     return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry of ``torchrun ... -m pipelines.synthesis_training CONFIG_JSON``: train with ``distributed=True``.
+
+    Args:
+        argv: ``[config_json]`` (default: ``sys.argv[1:]``); the JSON holds :class:`SynthesisConfig`
+            fields (e.g. a run's ``config.json``; relative paths are taken relative to its folder).
+
+    Returns:
+        0 on success, 2 for a bad argument.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: torchrun [...] -m pipelines.synthesis_training CONFIG_JSON", file=sys.stderr)
+        return 2
+    path = Path(args[0])
+    try:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ValueError("expected a JSON object of SynthesisConfig fields")
+        config = SynthesisConfig.from_json({**data, "distributed": True}, base=path.parent)
+    except (OSError, ValueError) as err:
+        print(f"pipelines.synthesis_training: error: {path}: {err}", file=sys.stderr)
+        return 2
+    train_synthesis(config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -153,3 +153,12 @@ def test_medglass_run_and_monai_bundle_run(trained: dict, tmp_path: Path) -> Non
     proc = subprocess.run(command, cwd=CONFIGS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list((tmp_path / "monai" / "panels").glob("*.png"))
+
+
+def test_multi_gpu_overlay_sets_distributed(tmp_path: Path) -> None:
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")])
+    parser["output_dir"] = str(tmp_path)
+    parser["datalist"] = str(tmp_path / "d.json")
+    config = parser.get_parsed_content("train_config")
+    assert config.distributed is True and config.epochs == parser["train#epochs"]
