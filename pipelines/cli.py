@@ -330,9 +330,11 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     from pipelines.analysis_cli import add_analysis_commands
+    from pipelines.generation_cli import add_generation_commands
     from pipelines.synthesis_cli import add_synthesis_commands
 
     add_analysis_commands(sub)
+    add_generation_commands(sub)
     add_synthesis_commands(sub, training_flags=training_flags)
     return parser
 
