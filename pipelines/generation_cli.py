@@ -13,6 +13,42 @@ from typing import Any
 __all__ = ["add_generation_commands"]
 
 
+def _latent_values(items: list[str] | None) -> dict[int, float] | None:
+    """``["1=2.5", "3=-1"]`` → ``{1: 2.5, 3: -1.0}``."""
+    if not items:
+        return None
+    values = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            values[int(key)] = float(value)
+        except ValueError:
+            raise ValueError(f"--latent takes k=v pairs (a latent index and a value), got {item!r}") from None
+        if not sep:
+            raise ValueError(f"--latent takes k=v pairs (a latent index and a value), got {item!r}")
+    return values
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from pipelines.generation import generate
+
+    summary = generate(
+        args.model,
+        args.out,
+        n=args.n,
+        cls=args.cls,
+        latent_values=_latent_values(args.latent),
+        source=args.source,
+        seed=args.seed,
+        image_format=args.format,
+        device=args.device,
+    )
+    print(f"generate: {args.n} images ({summary.get('source')}) -> {summary['datalist']}")
+    if summary.get("predicted_as_label") is not None:
+        print(f"  the model classifies {100 * summary['predicted_as_label']:.0f} % of them as their label")
+    return 0
+
+
 def _cmd_evaluate_generation(args: argparse.Namespace) -> int:
     from pipelines.generation_report import evaluate_generation
 
@@ -39,6 +75,36 @@ def _cmd_evaluate_generation(args: argparse.Namespace) -> int:
 
 def add_generation_commands(sub: Any) -> None:
     """Register the generation subcommands on a subparsers object."""
+    gen = sub.add_parser(
+        "generate",
+        help="synthetic images from a trained model's latent space (per class, chosen latent values)",
+    )
+    gen.add_argument(
+        "--model", required=True, help="a trained run (run folder, checkpoint or MLflow reference)"
+    )
+    gen.add_argument("--n", type=int, required=True, help="number of images")
+    gen.add_argument(
+        "--class", dest="cls", type=int, default=None, help="class to draw (default: as in training)"
+    )
+    gen.add_argument(
+        "--latent",
+        nargs="*",
+        metavar="K=V",
+        help="condition on latent values the head reads, e.g. --latent 1=2.5",
+    )
+    gen.add_argument(
+        "--source",
+        choices=("aggregate", "posterior", "prior"),
+        default="aggregate",
+        help="aggregate: the class's Gaussian fitted on the training codes (new images; default); posterior: "
+        "near a random training image; prior: N(0, I), for comparison",
+    )
+    gen.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    gen.add_argument("--format", choices=("png", "nifti"), default="png", help="image files (default png)")
+    gen.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    gen.add_argument("--out", required=True, help="output folder (images/, latents/, datalist.json)")
+    gen.set_defaults(func=_cmd_generate)
+
     evaluate = sub.add_parser(
         "evaluate-generation",
         help="quality of generated images: FID with its floor, precision/recall, diversity, memorisation",
