@@ -10,9 +10,10 @@ from pipelines.synthesis_config import SynthesisConfig
 from pipelines.training_config import DEFAULT_TRACKING_URI
 
 
-def test_defaults_follow_pix2pix() -> None:
+def test_defaults_l1_alone_as_the_bench_measured() -> None:
     cfg = SynthesisConfig(datalist="d.json", out_dir="run")
-    assert cfg.l1_weight == 100.0 and cfg.adversarial_weight == 1.0 and cfg.use_discriminator
+    assert cfg.l1_weight == 100.0 and cfg.adversarial_weight == 0.0 and not cfg.use_discriminator
+    assert SynthesisConfig(datalist="d.json", out_dir="run", adversarial_weight=1.0).use_discriminator
     assert cfg.tracking_uri == DEFAULT_TRACKING_URI
     assert cfg.spatial_dims == 2 and isinstance(cfg.datalist, Path)
     assert not SynthesisConfig(datalist="d.json", out_dir="run", adversarial_weight=0).use_discriminator

@@ -59,6 +59,7 @@ def tiny_config(datalist: Path, out_dir: Path, tracking: Path, **overrides) -> S
         epochs=1,
         batch_size=4,
         lr=1e-3,
+        adversarial_weight=1.0,  # the pix2pix path (critic and all); the default is L1 alone
         tracking_uri=f"sqlite:///{tracking}",
     )
     values.update(overrides)
