@@ -52,9 +52,10 @@ class SynthesisConfig:
         lr: Adam learning rate of generator and discriminator (betas 0.5, 0.999 as in pix2pix).
         l1_weight: weight of the L1 term (100 in pix2pix).
         adversarial_weight: weight of the generator's adversarial term (1 in pix2pix); 0
-            (default) trains no discriminator: on the dce2d phantoms the adversarial term did not
-            sharpen the lesions (in-lesion MAE and enhancement Dice were worse than L1 alone at
-            the same epochs, and training was slower: ``bench/bench_synthesis.py`` measures both).
+            (default) trains no discriminator. On the dce2d phantoms at the default 50 epochs the
+            adversarial term made neither the in-lesion error nor the enhancement Dice better
+            than L1 alone, and each step took longer (after 30 epochs its enhancement Dice was the
+            higher one, its in-lesion error still not): ``bench/bench_synthesis.py`` measures both.
         flip_prob: probability of a random flip of a training pair (source, target and mask
             together) along each spatial axis.
         enhancement_threshold: enhancement (in scaled intensity units, see
