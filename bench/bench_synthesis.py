@@ -93,7 +93,7 @@ FIGURES = (
     ("step_img_s", "step img/s (optimisation steps alone, one epoch)", "{:.1f}", None),
     ("infer_img_s", f"infer img/s (batch {INFER_BATCH}, no grad)", "{:.0f}", None),
     ("train_seconds", "train seconds (whole run)", "{:.0f}", None),
-    ("best_epoch", "best epoch (by validation SSIM)", "{:.0f}", None),
+    ("best_epoch", "best epoch (by the validation metric select_by)", "{:.0f}", None),
 )
 
 
@@ -371,7 +371,7 @@ def bench(args: argparse.Namespace, out: Path) -> tuple[dict, list[str]]:
         f"dce2d phantoms, {args.size}×{args.size}, n={args.n} (train/val/test {split}), seed {args.seed}; "
         f"{args.epochs} epochs, batch {SynthesisConfig.batch_size}, generator channels "
         f"{SynthesisConfig.channels}, on {args.device} with {args.threads} torch threads. Test metrics "
-        "of the epoch with the best validation SSIM, means over test cases (NaN cases, e.g. no lesion, "
+        "of the epoch best by the validation metric select_by (in-lesion MAE by default), means over test cases (NaN cases, e.g. no lesion, "
         "left out). Images/s vary with whatever else shares the machine.",
         "",
         *table(results),

@@ -103,13 +103,13 @@ def add_synthesis_commands(sub: Any, training_flags: bool = True) -> None:
     translate.add_argument("--no-progress", action="store_true", help="no progress bar")
     if training_flags:
         from pipelines.config_arguments import add_config_arguments
-        from pipelines.synthesis_config import SynthesisConfig
+        from pipelines.synthesis_config import SELECT_BY, SynthesisConfig
 
         add_config_arguments(
             translate,
             SynthesisConfig,
             skip=_NOT_FLAGS,
-            choices={"device": ("auto", "cpu", "cuda")},
+            choices={"device": ("auto", "cpu", "cuda"), "select_by": tuple(SELECT_BY)},
             defaults={"spatial_size": (64, 64)},
         )
     translate.set_defaults(func=_cmd_translate)

@@ -3,7 +3,7 @@
 Example:
     >>> cfg = SynthesisConfig(datalist="pairs/datalist.json", out_dir="runs/synth", spatial_size=(64, 64))
     >>> cfg.spatial_dims, cfg.use_discriminator
-    (2, True)
+    (2, False)
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from typing import Any
 from networks.translation import generator_stride
 from pipelines.training_config import DEFAULT_TRACKING_URI
 
-__all__ = ["SynthesisConfig", "SYNTHESIS_PATH_FIELDS"]
+__all__ = ["SynthesisConfig", "SYNTHESIS_PATH_FIELDS", "SELECT_BY"]
+
+SELECT_BY = {"lesion_mae": -1.0, "enhancement_dice": 1.0, "ssim": 1.0}
+"""Metrics that may pick ``best.pt`` → the sign that makes higher better."""
 
 SYNTHESIS_PATH_FIELDS = ("datalist", "out_dir")
 """Fields holding paths; :meth:`SynthesisConfig.to_json` writes them relative to the run folder."""
@@ -58,6 +61,11 @@ class SynthesisConfig:
             higher one, its in-lesion error still not): ``bench/bench_synthesis.py`` measures both.
         flip_prob: probability of a random flip of a training pair (source, target and mask
             together) along each spatial axis.
+        select_by: the validation metric that picks ``best.pt``: ``"lesion_mae"`` (default; the
+            in-lesion error, lower is better), ``"enhancement_dice"`` or ``"ssim"`` (whole image).
+            Whole-image SSIM against noisy targets is dominated by the noise and jumps between
+            epochs, so it picks an early, barely trained epoch; the in-lesion error tracks what
+            the model is for. Without lesion masks the selection falls back to SSIM.
         enhancement_threshold: enhancement (in scaled intensity units, see
             :mod:`pipelines.synthesis_data`) above which a voxel counts as enhancing for the
             enhancement Dice.
@@ -89,6 +97,7 @@ class SynthesisConfig:
     l1_weight: float = 100.0
     adversarial_weight: float = 0.0
     flip_prob: float = 0.5
+    select_by: str = "lesion_mae"
     enhancement_threshold: float = 0.1
     seed: int = 0
     device: str = "auto"
@@ -148,6 +157,8 @@ class SynthesisConfig:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
         if not isinstance(self.experiment, str) or not self.experiment:
             raise ValueError(f"experiment must be a non-empty string, got {self.experiment!r}")
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by must be one of {tuple(SELECT_BY)}, got {self.select_by!r}")
         for name in ("progress", "distributed"):
             value = getattr(self, name)
             if not isinstance(value, bool):

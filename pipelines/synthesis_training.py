@@ -9,7 +9,7 @@ does not fit, since it draws its generator input from random latent codes, while
 conditions both networks on the source image. Everything else attaches to the engine: per-epoch
 loss averages (Ignite ``Average``), epoch seeding (:mod:`pipelines.epoch_seeding`, so a resumed
 run repeats the uninterrupted one), validation every epoch with the metrics of
-:mod:`evaluation.synthesis_metrics` and a PNG panel, ``best.pt`` by validation SSIM, ``last.pt``
+:mod:`evaluation.synthesis_metrics` and a PNG panel, ``best.pt`` by the validation metric ``select_by`` (in-lesion error by default), ``last.pt``
 every epoch (atomic, :func:`pipelines.checkpointing.save_last_checkpoint`; resumed with MONAI's
 ``CheckpointLoader`` when ``out_dir`` holds one) and MLflow (:class:`pipelines.mlflow_tracking.RunTracker`).
 Data: :mod:`pipelines.synthesis_data` (source and target scaled by one shared map).
@@ -23,7 +23,7 @@ files, panels and MLflow; every rank resumes from ``last.pt`` and returns rank 0
     torchrun --standalone --nproc_per_node=2 -m pipelines.synthesis_training runs/synth/config.json
 
 Example:
-    >>> from pipelines.synthesis_config import SynthesisConfig
+    >>> from pipelines.synthesis_config import SELECT_BY, SynthesisConfig
     >>> metrics = train_synthesis(SynthesisConfig(datalist="pairs/datalist.json", out_dir="runs/synth",
     ...                                           spatial_size=(64, 64), epochs=2))  # doctest: +SKIP
 """
@@ -69,7 +69,7 @@ from pipelines.distributed import (
 )
 from pipelines.epoch_seeding import attach_epoch_seeding
 from pipelines.mlflow_tracking import RunTracker
-from pipelines.synthesis_config import SynthesisConfig
+from pipelines.synthesis_config import SELECT_BY, SynthesisConfig
 from pipelines.synthesis_data import PairKeys, load_paired_datalist, paired_transforms
 from pipelines.synthesis_predictions import (
     finite_numbers,
@@ -85,6 +85,7 @@ __all__ = [
     "train_synthesis",
     "Pix2PixStep",
     "build_synthesis_networks",
+    "selection_score",
     "LAST_CHECKPOINT",
     "BEST_CHECKPOINT",
     "main",
@@ -93,6 +94,24 @@ __all__ = [
 LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 LOSS_NAMES = ("loss_g", "loss_l1", "loss_adv", "loss_d")
+
+
+def selection_score(metrics: Mapping[str, float], select_by: str) -> float:
+    """The score ``best.pt`` is chosen by: ``val_<select_by>`` signed so that higher is better.
+
+    Falls back to whole-image validation SSIM when the chosen metric is not finite (no lesion
+    mask in the validation section).
+
+    Example:
+        >>> selection_score({"val_lesion_mae": 0.2, "val_ssim": 0.7}, "lesion_mae")
+        -0.2
+        >>> selection_score({"val_lesion_mae": float("nan"), "val_ssim": 0.7}, "lesion_mae")
+        0.7
+    """
+    value = float(metrics.get(f"val_{select_by}", float("nan")))
+    if math.isfinite(value):
+        return SELECT_BY[select_by] * value
+    return float(metrics.get("val_ssim", float("nan")))
 
 
 def build_synthesis_networks(
@@ -274,7 +293,7 @@ class _Validation:
             first[PairKeys.MASK],
             title=f"{first[PairKeys.ID]}, epoch {epoch}",
         )
-        score = metrics["val_ssim"]
+        score = selection_score(metrics, self.config.select_by)
         if math.isfinite(score) and score > self.best.state.best_metric:
             self.best.state.best_metric = score
             self.best.state.best_metric_epoch = epoch
@@ -302,7 +321,8 @@ def train_synthesis(config: SynthesisConfig) -> dict[str, float]:
 
     Returns:
         Final numbers: the last epoch's ``train`` loss averages (``loss_g``, ``loss_l1``,
-        ``loss_adv``, ``loss_d``) and ``val_*`` metrics, ``best_val_ssim``, ``best_epoch``,
+        ``loss_adv``, ``loss_d``) and ``val_*`` metrics, ``best_score`` (the selection metric of ``best.pt``, signed so that
+        higher is better: see ``SynthesisConfig.select_by``), ``best_epoch``,
         ``start_epoch`` (0, or the epoch a resumed run started after), ``epochs_completed``, and
         ``test_*`` metrics of the best generator when the datalist has a ``test`` section. A run
         whose ``last.pt`` already holds every epoch trains nothing and returns the stored
@@ -451,7 +471,7 @@ def _finish(
         result["world_size"] = float(ctx.world_size)
     result.update(
         {
-            "best_val_ssim": float(best.state.best_metric),
+            "best_score": float(best.state.best_metric),
             "best_epoch": float(best.state.best_metric_epoch),
             "start_epoch": float(start_epoch),
             "epochs_completed": float(trainer.state.epoch),

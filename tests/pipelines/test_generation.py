@@ -199,7 +199,10 @@ def test_generate_prior_source_and_mixed_classes(trained: TrainedModel, tmp_path
     [
         ({"n": 0}, r"n must be a positive int, got 0"),
         ({"n": 2, "cls": 2}, r"cls must be None or an int in \[0, 1\] \(the model's classes\), got 2"),
-        ({"n": 2, "source": "noise"}, r"source must be one of \('aggregate', 'posterior', 'prior'\), got 'noise'"),
+        (
+            {"n": 2, "source": "noise"},
+            r"source must be one of \('aggregate', 'posterior', 'prior'\), got 'noise'",
+        ),
         ({"n": 2, "image_format": "jpeg"}, r"image_format must be one of \('png', 'nifti'\), got 'jpeg'"),
     ],
 )

@@ -166,7 +166,7 @@ def test_torchrun_two_ranks_split_the_pairs_and_rank0_writes_once(ddp_run: tuple
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["epochs_completed"] == 1 and metrics["start_epoch"] == 0
-    core = [f"loss_{n}" for n in ("g", "l1", "adv", "d")] + ["best_val_ssim", "best_epoch"]
+    core = [f"loss_{n}" for n in ("g", "l1", "adv", "d")] + ["best_score", "best_epoch"]
     core += [
         f"{split}_{n}"
         for split in ("val", "test")
@@ -186,7 +186,7 @@ def test_torchrun_two_ranks_split_the_pairs_and_rank0_writes_once(ddp_run: tuple
         assert not any(k.startswith("module.") for k in last[network]), network
     best = torch.load(out / "best.pt", weights_only=True)
     assert set(best) == {"generator"} and not any(k.startswith("module.") for k in best["generator"])
-    for name in ("val_ssim", "loss_l1", "best_val_ssim"):  # logged by rank 0 alone
+    for name in ("val_ssim", "loss_l1", "best_score"):  # logged by rank 0 alone
         assert _mlflow_steps(config.tracking_uri, out, name) == [1], name
 
 

@@ -118,7 +118,7 @@ def test_one_epoch_writes_checkpoints_config_and_metrics(trained: tuple) -> None
     run, _, first, _ = trained
     assert first["epochs_completed"] == 1 and first["start_epoch"] == 0
     for name in ("loss_g", "loss_l1", "loss_adv", "loss_d", "val_ssim", "val_psnr", "val_mae", "val_lesion_ssim",
-                 "val_lesion_mae", "val_enhancement_correlation", "val_enhancement_dice", "best_val_ssim",
+                 "val_lesion_mae", "val_enhancement_correlation", "val_enhancement_dice", "best_score",
                  "test_ssim", "test_lesion_mae"):  # fmt: skip
         assert name in first, name
     assert 0.0 < first["val_ssim"] <= 1.0 and math.isfinite(first["loss_g"])
@@ -138,7 +138,7 @@ def test_second_call_resumes_from_last_checkpoint(trained: tuple) -> None:
     assert second["epochs_completed"] == 2
     assert _saved_epoch(run / "last.pt") == 2
     assert (run / "panels" / "epoch_002.png").is_file()
-    assert second["best_val_ssim"] >= first["best_val_ssim"]
+    assert second["best_score"] >= first["best_score"]
     stored = _strict_json(run / "metrics.json")
     assert stored["epochs_completed"] == 2
     # one MLflow run for the folder, with a value per epoch
@@ -234,3 +234,20 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(
     for network in ("generator", "critic"):
         for name, tensor in straight[network].items():
             torch.testing.assert_close(resumed[network][name], tensor, msg=f"{network}.{name}")
+
+
+def test_best_checkpoint_is_the_epoch_with_the_lowest_lesion_error(trained: tuple) -> None:
+    """select_by="lesion_mae" (default): best.pt is the epoch whose validation in-lesion MAE is lowest."""
+    import mlflow
+
+    run, tracking, _, second = trained
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tracking}")
+    run_id = (run / "mlflow_run_id.txt").read_text().strip()
+    history = {m.step: m.value for m in client.get_metric_history(run_id, "val_lesion_mae")}
+    best_step = min(history, key=history.get)
+    assert second["best_epoch"] == best_step
+    assert second["best_score"] == pytest.approx(-history[best_step], rel=1e-5)
+    with pytest.raises(
+        ValueError, match=r"select_by must be one of \('lesion_mae', 'enhancement_dice', 'ssim'\)"
+    ):
+        SynthesisConfig(datalist="d.json", out_dir="run", select_by="psnr")
