@@ -45,7 +45,7 @@ from evaluation.explanation_figures import (
     overlay_figure,
     traversal_figure,
 )
-from evaluation.html_report import HtmlReport
+from evaluation.html_report import HtmlReport, write_text_atomic
 from evaluation.infill_counterfactuals import InfillCounterfactual, infill_counterfactual
 from evaluation.latent_traversal import (
     TraversalResult,
@@ -327,10 +327,9 @@ def image_explanations(
 
 
 def write_metrics(out: Path, metrics: dict[str, float]) -> Path:
-    path = out / "metrics.json"
+    """``out/metrics.json``: flat name → number (NaN as null), written whole or not at all."""
     clean = {k: (float(v) if math.isfinite(float(v)) else None) for k, v in sorted(metrics.items())}
-    path.write_text(json.dumps(clean, indent=1))
-    return path
+    return write_text_atomic(out / "metrics.json", json.dumps(clean, indent=1))
 
 
 def finish_analysis(

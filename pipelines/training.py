@@ -48,6 +48,7 @@ from monai.handlers import (
 from monai.transforms import Compose, CopyItemsd, DeleteItemsd, RandFlipd, Transform
 from monai.utils import set_determinism
 
+from evaluation.html_report import write_text_atomic
 from networks.glassbox import GlassBoxNet
 from networks.losses import GlassBoxLoss
 from networks.spatial_glassbox import SpatialGlassBoxNet
@@ -488,7 +489,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     if not ctx.is_main:
         return result
     metrics_path = out_dir / "metrics.json"
-    metrics_path.write_text(json.dumps(result, indent=1, sort_keys=True))
+    write_text_atomic(metrics_path, json.dumps(result, indent=1, sort_keys=True))  # whole or not at all
     from pipelines.ood_reference import write_ood_reference  # late: it loads runs through this module
 
     ood_file = write_ood_reference(out_dir, device=device)  # what the model's own inputs look like
