@@ -48,6 +48,7 @@ __all__ = [
     "datalist_records",
     "run_evaluator",
     "run_inference",
+    "generation_metrics",
 ]
 
 logger = logging.getLogger("medglass.bundles")
@@ -466,3 +467,33 @@ def run_inference(evaluator: Any, predictions_file: str | PathLike) -> str:
     if not path.is_file():
         raise RuntimeError(f"inference finished but wrote no {path}")
     return str(path)
+
+
+def generation_metrics(
+    model: str | PathLike,
+    generated: str | PathLike,
+    out_dir: str | PathLike,
+    real_section: str = "test",
+    track: bool = True,
+) -> dict[str, float]:
+    """The ``glassbox_generation`` bundle's evaluate workflow: the quality report's metrics.
+
+    Args:
+        model: the run that generated the images.
+        generated: the datalist the inference workflow wrote.
+        out_dir: folder of ``report.html``, ``metrics.json`` and figures.
+        real_section: held-out real images: a section of the run's datalist.
+        track: log the report to MLflow as a child run of the model's run.
+
+    Returns:
+        The metrics of :func:`pipelines.generation_report.evaluate_generation`.
+
+    Raises:
+        ValueError: an unusable model or datalist (named).
+    """
+    from pipelines.generation_report import evaluate_generation
+
+    result = evaluate_generation(
+        model, generated, out_dir, real_section=real_section, track=track, progress=False
+    )
+    return result["metrics"]

@@ -63,6 +63,7 @@ __all__ = [
     "decode_samples",
     "condition",
     "generate",
+    "fit_prior",
 ]
 
 PRIOR_FILE = "latent_prior.npz"
@@ -615,3 +616,31 @@ def generate(
     stored = {"settings": settings, "summary": {**summary, "datalist": "datalist.json"}}
     write_text_atomic(out / SETTINGS_FILE, json.dumps(stored, indent=1))
     return summary
+
+
+def fit_prior(
+    model: str | PathLike | TrainedModel, max_images: int = 500, n_components: int = 256, device: str = "cpu"
+) -> dict[str, Any]:
+    """Fit (or reuse) a run's latent prior and say what it holds (the ``glassbox_generation`` bundle's train workflow).
+
+    Args:
+        model: a trained run (folder, checkpoint or MLflow reference) or a loaded one.
+        max_images: training images the prior is fitted on.
+        n_components: PCA directions of each class's Gaussian.
+        device: ``"cpu"`` or ``"cuda"``.
+
+    Returns:
+        ``model`` (where it was loaded from), ``classes`` (those with a fitted Gaussian),
+        ``images`` (training images encoded) and ``latent_size``.
+
+    Raises:
+        ValueError: an unusable run or too few readable training images (named).
+    """
+    trained = model if isinstance(model, TrainedModel) else load_trained_model(model, device=device)
+    prior = fit_latent_prior(trained, max_images=max_images, n_components=n_components)
+    return {
+        "model": str(trained.source),
+        "classes": [int(c) for c in prior.classes],
+        "images": int(len(prior.labels)),
+        "latent_size": int(prior.latent_size),
+    }
