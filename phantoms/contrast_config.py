@@ -13,11 +13,18 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from .phantom_config import PhantomConfig, _check_float, _check_int, _check_range, _is_number
+from .phantom_config import (
+    PhantomConfig,
+    _check_float,
+    _check_int,
+    _check_range,
+    _is_number,
+    config_from_dict,
+    config_to_dict,
+)
 
 __all__ = ["CONTRAST_KINDS", "KINETICS", "ContrastPhantomConfig"]
 
@@ -212,7 +219,7 @@ class ContrastPhantomConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ContrastPhantomConfig:
@@ -227,8 +234,4 @@ class ContrastPhantomConfig:
         Raises:
             ValueError: unknown keys or invalid values.
         """
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown ContrastPhantomConfig fields: {unknown}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        return config_from_dict(cls, data)

@@ -25,7 +25,7 @@ import numpy as np
 
 from transforms.keys import Keys
 
-__all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "resolve_paths", "UNLABELLED"]
+__all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "resolve_paths", "read_section", "UNLABELLED"]
 
 PATH_KEYS: tuple[str, ...] = (Keys.IMAGE, Keys.MASK)
 """Record keys whose values are file paths (or lists of them) resolved against the datalist folder."""
@@ -41,6 +41,45 @@ def _resolve_one(value: str, root: Path) -> tuple[str, Path]:
     if not path.is_absolute():
         path = root / path
     return str(path) + (sep + fragment if sep else ""), path
+
+
+def read_section(path: str | PathLike, section: str, required: bool = True) -> list[Any]:
+    """The raw items of one section of a datalist JSON file.
+
+    Args:
+        path: the datalist file.
+        section: the section name.
+        required: raise when the section is missing (else return ``[]``).
+
+    Returns:
+        The section's list, non-empty (``[]`` only for a missing, not required section).
+
+    Raises:
+        ValueError: unreadable file, not an object of sections, a missing (required), non-list or
+            empty section; the message names the datalist and the section.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"datalist {path}: file not found")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"datalist {path}: not a readable JSON file ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"datalist {path}: expected a JSON object with sections, got {type(data).__name__}")
+    if section not in data:
+        if not required:
+            return []
+        sections = sorted(k for k, v in data.items() if isinstance(v, list))
+        raise ValueError(
+            f"datalist {path}: no section {section!r} (sections: {', '.join(sections) or 'none'})"
+        )
+    items = data[section]
+    if not isinstance(items, list):
+        raise ValueError(f"datalist {path}: section {section!r} must be a list, got {type(items).__name__}")
+    if not items:
+        raise ValueError(f"datalist {path}: section {section!r} is empty")
+    return items
 
 
 def resolve_paths(value: Any, root: Path, where: str) -> Any:
@@ -86,26 +125,9 @@ def load_datalist(path: str | PathLike, section: str = "training", required: boo
             message names the datalist and the section.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"datalist {path}: file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"datalist {path}: not a readable JSON file ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"datalist {path}: expected a JSON object with sections, got {type(data).__name__}")
-    if section not in data:
-        if not required:
-            return []
-        sections = sorted(k for k, v in data.items() if isinstance(v, list))
-        raise ValueError(
-            f"datalist {path}: no section {section!r} (sections: {', '.join(sections) or 'none'})"
-        )
-    items = data[section]
-    if not isinstance(items, list):
-        raise ValueError(f"datalist {path}: section {section!r} must be a list, got {type(items).__name__}")
+    items = read_section(path, section, required)
     if not items:
-        raise ValueError(f"datalist {path}: section {section!r} is empty")
+        return []
     root = path.parent
     records = []
     for i, item in enumerate(items):

@@ -16,7 +16,6 @@ nearest neighbour).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Hashable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -26,7 +25,7 @@ import torch
 from monai.transforms import Compose, MapTransform, RandFlipd, Transform
 from monai.utils import StrEnum
 
-from pipelines.datalists import resolve_paths
+from pipelines.datalists import read_section, resolve_paths
 from transforms.image_loading import LoadMedicalImaged
 from transforms.keys import Keys
 from transforms.paired_images import CheckSameGridd, ScaleByReferenced
@@ -70,24 +69,9 @@ def load_paired_datalist(
             and record.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"datalist {path}: file not found")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"datalist {path}: not a readable JSON file ({err})") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"datalist {path}: expected a JSON object with sections, got {type(data).__name__}")
-    if section not in data:
-        if not required:
-            return []
-        sections = sorted(k for k, v in data.items() if isinstance(v, list))
-        raise ValueError(
-            f"datalist {path}: no section {section!r} (sections: {', '.join(sections) or 'none'})"
-        )
-    items = data[section]
-    if not isinstance(items, list) or not items:
-        raise ValueError(f"datalist {path}: section {section!r} must be a non-empty list, got {items!r:.80}")
+    items = read_section(path, section, required)
+    if not items:
+        return []
     needed = (PairKeys.SOURCE, PairKeys.TARGET) if need_target else (PairKeys.SOURCE,)
     records = []
     for i, item in enumerate(items):

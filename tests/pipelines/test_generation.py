@@ -74,7 +74,7 @@ def _config(datalist: Path, out_dir: Path, epochs: int = 1) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run folder (config.json, best.pt) of a model fitted for 100 full-batch steps (~15 s).
+    """A run folder (config.json, best.pt) of a model fitted for 100 full-batch steps.
 
     Reconstruction plus classification, in eval mode (deterministic latent): enough for the
     decoder to draw the disc's brightness and the head to read it; ``train`` would spend most
