@@ -38,6 +38,10 @@ class ShuffleEncoder(nn.Module):
         >>> enc = ShuffleEncoder(2, 1, 8, (16, 32), (1, 1))
         >>> enc(torch.zeros(1, 1, 32, 32)).shape, enc.total_stride
         (torch.Size([1, 32, 8, 8]), 4)
+        >>> [tuple(f.shape) for f in enc.stage_features(torch.zeros(1, 1, 32, 32))]
+        [(1, 8, 32, 32), (1, 16, 16, 16), (1, 32, 8, 8)]
+        >>> enc.stage_channels, enc.stage_strides
+        ((8, 16, 32), (1, 2, 4))
     """
 
     def __init__(
@@ -61,6 +65,13 @@ class ShuffleEncoder(nn.Module):
             raise ValueError(f"depths must all be >= 1, got {tuple(depths)}")
         self.out_channels = int(widths[-1])
         self.total_stride = 2 ** len(widths)
+        self.stage_channels: tuple[int, ...] = (int(stem_channels), *(int(w) for w in widths))
+        """Channels of each :meth:`stage_features` output (stem first)."""
+        self.stage_strides: tuple[int, ...] = (
+            stem_stride,
+            *(2 ** (i + 1) for i in range(len(widths))),
+        )
+        """Downsampling factor of each :meth:`stage_features` output (stem first)."""
         layers: list[nn.Module] = [
             Convolution(
                 spatial_dims,
@@ -80,6 +91,30 @@ class ShuffleEncoder(nn.Module):
             layers.extend(ShuffleUnit(spatial_dims, width, unit=unit) for _ in range(depth - 1))
             ch = width
         self.layers = nn.Sequential(*layers)
+        # index in ``layers`` of the last module of the stem and of each stage
+        self._stage_ends: list[int] = [int(i) for i in torch.cumsum(torch.tensor([1, *depths]), 0) - 1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+    def stage_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The stem output and each stage's output, finest first (for skip connections and pyramids).
+
+        One pass through the same layers as :meth:`forward`; the last element equals
+        ``forward(x)``. Output ``i`` has :attr:`stage_channels` ``[i]`` channels and spatial size
+        ``input size / stage_strides[i]`` (with ``stem_stride=2`` the stem and the first stage
+        share stride 2).
+
+        Args:
+            x: images ``(batch, in_channels, *spatial)``, spatial sizes divisible by
+                :attr:`total_stride`.
+
+        Returns:
+            ``1 + len(widths)`` tensors: the stem output, then the output of each stage.
+        """
+        features: list[torch.Tensor] = []
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index in self._stage_ends:
+                features.append(x)
+        return features

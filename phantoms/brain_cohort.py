@@ -1,10 +1,12 @@
 """Synthetic brain cohorts with known generative factors, written as real files.
 
 `generate_cohort` renders ``cfg.n`` subjects — MNI152 anatomy warped per subject (sex sets the
-head size, age enlarges the ventricles), one white-matter lesion per positive, a site's
-intensity/bias/noise signature, and a spurious corner marker that agrees with the label with
-probability ``cfg.marker_correlation`` — and writes images, lesion masks, a MONAI datalist,
-a table of every generative factor and the config (layout in `phantoms.cohort_writer`).
+head size, age enlarges the ventricles), white-matter lesions in each positive (one, or
+``cfg.lesions_per_image`` separated lesions), a site's intensity/bias/noise signature, and a
+spurious corner marker that agrees with the label with probability ``cfg.marker_correlation`` —
+and writes images, lesion instance masks, a MONAI datalist with per-lesion boxes, a table of every
+generative factor, a table of every lesion and the config (layout and record keys in
+`phantoms.cohort_writer`).
 
 Example:
     >>> from phantoms import PhantomConfig, generate_cohort
@@ -28,21 +30,37 @@ from .anatomy import TemplateGrid, sample_anatomy, template_grid, warp_anatomy
 from .cohort_writer import (
     write_datalist,
     write_factors_csv,
+    write_lesions_csv,
     write_phantom_config,
     write_reference_files,
     write_subject_files,
 )
-from .lesions import Lesion, add_lesion, lesion_mask, mask_box, sample_lesion
+from .lesions import Lesion, add_lesion, box_columns, instance_mask, mask_box, sample_lesions
 from .phantom_config import SPLITS, PhantomConfig
 from .site_effects import apply_acquisition, apply_marker, sample_acquisition, site_profiles
 from .subjects import Subject, assign_splits, sample_subject, subject_rng
 
-__all__ = ["PhantomConfig", "RenderedSubject", "generate_cohort", "render_subject", "subject_grid"]
+__all__ = [
+    "LESION_BOX_LABEL",
+    "PhantomConfig",
+    "RenderedSubject",
+    "generate_cohort",
+    "render_subject",
+    "subject_grid",
+]
+
+LESION_BOX_LABEL = 0
+"""The class of every lesion box in a record's ``box_labels`` (one class: "lesion")."""
 
 
 @dataclass(frozen=True)
 class RenderedSubject:
-    """One rendered subject: image and mask ``[x, y(, z)]``, its boxes and factor row."""
+    """One rendered subject: image and instance mask ``[x, y(, z)]``, its boxes, factor row and lesions.
+
+    ``boxes[i]`` is the box of instance ``i + 1`` of ``mask`` and ``lesion_rows[i]`` its row of
+    ``lesions.csv``; ``lesions_drawn`` is the drawn count (more than ``len(boxes)`` when the image
+    was too crowded to place them all).
+    """
 
     image: np.ndarray
     mask: np.ndarray
@@ -50,6 +68,8 @@ class RenderedSubject:
     factors: dict[str, Any]
     clean: np.ndarray | None = None
     body: np.ndarray | None = None
+    lesion_rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    lesions_drawn: int = 0
 
 
 def subject_grid(cfg: PhantomConfig) -> TemplateGrid:
@@ -59,7 +79,11 @@ def subject_grid(cfg: PhantomConfig) -> TemplateGrid:
 
 
 def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> RenderedSubject:
-    """Render one subject's image, lesion mask, boxes and generative factors.
+    """Render one subject's image, lesion instance mask, boxes, generative factors and lesion rows.
+
+    The factor row's single-lesion columns (``lesion_x``, ``lesion_radius``, ``lesion_area_px`` ...)
+    describe the FIRST lesion (instance 1), as in single-lesion cohorts; ``lesion_count`` counts
+    them all and ``lesion_rows`` describes each.
 
     Args:
         cfg: the cohort config.
@@ -73,15 +97,28 @@ def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> 
     axes = "xyz"[:nd]
     anatomy = sample_anatomy(subject_rng(cfg.seed, subject.index, "anatomy"), cfg, subject.sex, subject.age)
     t1, wm, deform = warp_anatomy(grid, anatomy, cfg)
-    lesion: Lesion | None = None
+    lesions: list[Lesion] = []
+    drawn = 0
     if subject.label:
-        lesion = sample_lesion(subject_rng(cfg.seed, subject.index, "lesion"), wm, cfg)
-        add_lesion(t1, lesion, cfg.lesion_edge_softness * cfg.scale)
-        mask = lesion_mask(t1.shape, lesion)
-        boxes = [mask_box(mask)]
-    else:
-        mask = np.zeros(t1.shape, np.uint8)
-        boxes = []
+        lesions, drawn = sample_lesions(subject_rng(cfg.seed, subject.index, "lesion"), wm, cfg)
+        for placed in lesions:
+            add_lesion(t1, placed, cfg.lesion_edge_softness * cfg.scale)
+    mask = instance_mask(t1.shape, lesions)
+    boxes = [mask_box(mask == instance) for instance in range(1, len(lesions) + 1)]
+    size_key = "area_px" if nd == 2 else "volume_vox"
+    lesion_rows = [
+        {
+            "id": subject.id,
+            "instance": instance,
+            **{a: float(c) for a, c in zip(axes, placed.centre, strict=True)},
+            "radius": placed.radius,
+            "contrast": placed.contrast,
+            size_key: int((mask == instance).sum()),
+            **{f"box_{name}": v for name, v in zip(box_columns(nd), box, strict=True)},
+        }
+        for instance, (placed, box) in enumerate(zip(lesions, boxes, strict=True), start=1)
+    ]
+    lesion = lesions[0] if lesions else None
     acq_rng = subject_rng(cfg.seed, subject.index, "acquisition")
     acquisition = sample_acquisition(acq_rng, subject.site, cfg)
     image = apply_acquisition(t1, acquisition, acq_rng, cfg)
@@ -115,10 +152,11 @@ def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> 
     row.update(deform)
     if nd == 2:
         row["slice_offset_px"] = anatomy.slice_offset_px
+    row["lesion_count"] = len(lesions)
     centre = lesion.centre if lesion else (math.nan,) * nd
     row.update({f"lesion_{a}": float(c) for a, c in zip(axes, centre, strict=True)})
     row["lesion_radius"] = lesion.radius if lesion else math.nan
-    row["lesion_area_px" if nd == 2 else "lesion_volume_vox"] = int(mask.sum())
+    row[f"lesion_{size_key}"] = int((mask == 1).sum())
     row["lesion_contrast"] = lesion.contrast if lesion else math.nan
     row.update(
         {
@@ -128,7 +166,16 @@ def render_subject(cfg: PhantomConfig, subject: Subject, grid: TemplateGrid) -> 
             "intensity_scale": acquisition.intensity_scale,
         }
     )
-    return RenderedSubject(image=image, mask=mask, boxes=boxes, factors=row, clean=clean, body=body)
+    return RenderedSubject(
+        image=image,
+        mask=mask,
+        boxes=boxes,
+        factors=row,
+        clean=clean,
+        body=body,
+        lesion_rows=lesion_rows,
+        lesions_drawn=drawn,
+    )
 
 
 def generate_cohort(
@@ -149,8 +196,9 @@ def generate_cohort(
     Returns:
         Summary: ``kind``, ``n``, ``out_dir``, ``counts`` (per split), ``label_counts``,
         ``positive_fraction`` (overall and ``per_split``), ``marker_agreement`` (fraction of
-        images whose marker equals the label), ``sites`` (site parameters), ``seconds`` and
-        ``images_per_second``.
+        images whose marker equals the label), ``lesion_count_histogram`` (images per lesion
+        count), ``lesions_not_placed`` (drawn lesions that found no free place), ``sites`` (site
+        parameters), ``seconds`` and ``images_per_second``.
 
     Raises:
         TypeError: ``config`` is not a `PhantomConfig`.
@@ -174,6 +222,8 @@ def generate_cohort(
     grid = subject_grid(cfg)
     records: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
+    lesion_rows: list[dict[str, Any]] = []
+    lesions_not_placed = 0
     for subject, split in zip(
         tqdm(subjects, desc=f"phantoms {cfg.kind}", disable=not progress), splits, strict=True
     ):
@@ -187,6 +237,7 @@ def generate_cohort(
             "label": subject.label,
             "mask": mask_rel,
             "boxes": rendered.boxes,
+            "box_labels": [LESION_BOX_LABEL] * len(rendered.boxes),
             "attributes": subject.attributes(),
         }
         if references:
@@ -196,6 +247,8 @@ def generate_cohort(
         records.append(record)
         rendered.factors["split"] = split
         rows.append(rendered.factors)
+        lesion_rows.extend(rendered.lesion_rows)
+        lesions_not_placed += rendered.lesions_drawn - len(rendered.boxes)
 
     description = (
         f"medglass synthetic {cfg.kind} phantom cohort: n={cfg.n}, seed={cfg.seed}, size={cfg.size}, "
@@ -203,9 +256,11 @@ def generate_cohort(
     )
     write_datalist(out / "datalist.json", cfg, records, splits, description)
     write_factors_csv(out / "factors.csv", rows)
+    write_lesions_csv(out / "lesions.csv", lesion_rows, cfg.spatial_dims)
     write_phantom_config(out / "phantom_config.json", cfg)
 
     labels = np.array([s.label for s in subjects])
+    lesion_counts = np.array([row["lesion_count"] for row in rows])
     markers = np.array([s.marker for s in subjects])
     split_arr = np.array(splits)
     seconds = time.perf_counter() - start
@@ -221,6 +276,8 @@ def generate_cohort(
             for name in SPLITS
         },
         "marker_agreement": float((markers == labels).mean()),
+        "lesion_count_histogram": {str(k): int((lesion_counts == k).sum()) for k in np.unique(lesion_counts)},
+        "lesions_not_placed": lesions_not_placed,
         "sites": [
             {
                 "site": s.name,

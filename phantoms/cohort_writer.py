@@ -1,10 +1,24 @@
-"""Cohort files: per-subject image and mask files, ``datalist.json``, ``factors.csv``, ``phantom_config.json``.
+"""Cohort files: image and mask files, ``datalist.json``, ``factors.csv``, ``lesions.csv``, ``phantom_config.json``.
 
 Layout under ``out_dir``::
 
     images/<id>.png | <id>.nii.gz | <id>.dcm | <id>/slice_000.dcm ...   (brain3d + dicom: a series folder)
     masks/<id>.png | <id>.nii.gz                                         (PNG for 2D png/dicom, else NIfTI)
-    datalist.json   factors.csv   phantom_config.json
+    datalist.json   factors.csv   lesions.csv   phantom_config.json
+
+A datalist record holds ``id``, ``image``, ``label`` (the image class: 1 iff it holds a lesion),
+``mask`` (uint8 INSTANCE mask: 0 background, ``1..k`` the lesions in placement order; with one
+lesion the 0/1 mask), ``boxes`` (one box per instance, ordered by id: ``[x0, y0(, z0), x1, y1(, z1)]``
+in array index coordinates, upper bounds exclusive — MONAI's corner mode ``xyxy``/``xyzxyz``, so
+``monai.apps.detection`` transforms read it with ``box_keys="boxes"`` once ``EnsureTyped`` made it a
+tensor, as MONAI's detection tutorials do), ``box_labels`` (one class per box, all 0 = "lesion", for
+``label_keys="box_labels"``) and ``attributes``. MONAI's detection datalists call ``boxes`` and
+``box_labels`` ``box`` and ``label``; here ``label`` already is the image class.
+
+``factors.csv`` holds one row per image; its ``lesion_*`` columns describe the FIRST lesion
+(instance 1) and ``lesion_count`` counts them all. ``lesions.csv`` holds one row per lesion:
+``id``, ``instance``, the centre per axis (``x``, ``y``(, ``z``), pixels), ``radius``,
+``contrast``, ``area_px`` (2D) or ``volume_vox`` (3D) and its box (``box_x0`` ... ``box_x1`` ...).
 """
 
 from __future__ import annotations
@@ -25,10 +39,19 @@ from .image_files import (
     write_png_image,
     write_png_mask,
 )
+from .lesions import box_columns
 from .phantom_config import SPLITS, PhantomConfig
 from .subjects import Subject
 
-__all__ = ["file_names", "write_datalist", "write_factors_csv", "write_phantom_config", "write_subject_files"]
+__all__ = [
+    "file_names",
+    "lesion_csv_columns",
+    "write_datalist",
+    "write_factors_csv",
+    "write_lesions_csv",
+    "write_phantom_config",
+    "write_subject_files",
+]
 
 
 def file_names(cfg: PhantomConfig, sid: str) -> tuple[str, str]:
@@ -58,7 +81,7 @@ def write_subject_files(
         cfg: the cohort config (format, kind, seed).
         subject: the subject (id and DICOM metadata).
         image: float ``[x, y(, z)]`` in [0, 1].
-        mask: uint8 ``[x, y(, z)]`` 0/1.
+        mask: uint8 ``[x, y(, z)]`` instance mask (0 background, ``1..k`` the lesions).
         affine: voxel-to-RAS affine of the image grid.
 
     Returns:
@@ -145,6 +168,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([_cell(row[c]) for c in columns])
+
+
 def write_factors_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write one row per subject; columns are the keys of the first row, in order.
 
@@ -152,11 +183,33 @@ def write_factors_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """
     if not rows:
         raise ValueError("write_factors_csv needs at least one row, got none")
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(list(rows[0]))
-        for row in rows:
-            writer.writerow([_cell(v) for v in row.values()])
+    _write_csv(path, list(rows[0]), rows)
+
+
+def lesion_csv_columns(ndim: int) -> list[str]:
+    """The columns of ``lesions.csv`` for 2D (``ndim=2``) or 3D cohorts."""
+    axes = list("xyz"[:ndim])
+    size = "area_px" if ndim == 2 else "volume_vox"
+    return ["id", "instance", *axes, "radius", "contrast", size, *[f"box_{c}" for c in box_columns(ndim)]]
+
+
+def write_lesions_csv(path: Path, rows: list[dict[str, Any]], ndim: int) -> None:
+    """Write one row per lesion (columns `lesion_csv_columns`; a header alone when there is none).
+
+    Args:
+        path: destination ``lesions.csv``.
+        rows: lesion rows in subject order, then instance order.
+        ndim: 2 or 3.
+
+    Raises:
+        ValueError: a row lacks one of the columns.
+    """
+    columns = lesion_csv_columns(ndim)
+    for row in rows:
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise ValueError(f"write_lesions_csv: row {row.get('id')!r} lacks columns {missing}")
+    _write_csv(path, columns, rows)
 
 
 def write_phantom_config(path: Path, cfg: PhantomConfig) -> None:

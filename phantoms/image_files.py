@@ -52,7 +52,7 @@ def write_png_image(path: Path, image: np.ndarray) -> None:
 
 
 def write_png_mask(path: Path, mask: np.ndarray) -> None:
-    """Write a 2D ``[x, y]`` 0/1 mask as an 8-bit PNG (values 0 and 1)."""
+    """Write a 2D ``[x, y]`` label mask as an 8-bit PNG (values kept: 0/1, or instance ids up to 255)."""
     from PIL import Image
 
     Image.fromarray(np.ascontiguousarray(mask.astype(np.uint8).T)).save(path, format="PNG")

@@ -5,6 +5,9 @@ drawn inside the subject's white matter. Its mask is exactly the pixels whose ce
 within ``r`` of the lesion centre, so ``mask.sum()`` approximates ``pi r^2`` (``4/3 pi r^3``).
 The intensity blob is hyperintense by ``contrast`` inside ``r - softness / 2`` and rolls off
 linearly to zero at ``r + softness / 2``.
+
+An image may hold several lesions (`sample_lesions`); they never overlap, so their union is an
+instance mask (`instance_mask`: 0 background, ``1..k`` the lesions in placement order).
 """
 
 from __future__ import annotations
@@ -15,7 +18,21 @@ import numpy as np
 
 from .phantom_config import PhantomConfig
 
-__all__ = ["Lesion", "add_lesion", "lesion_mask", "mask_box", "sample_lesion"]
+__all__ = [
+    "MAX_PLACEMENT_TRIES",
+    "Lesion",
+    "add_lesion",
+    "box_columns",
+    "instance_mask",
+    "lesion_mask",
+    "lesions_separated",
+    "mask_box",
+    "sample_lesion",
+    "sample_lesions",
+]
+
+MAX_PLACEMENT_TRIES = 50
+"""Draws per additional lesion before `sample_lesions` gives up on placing more in that image."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,57 @@ def sample_lesion(rng: np.random.Generator, wm: np.ndarray, cfg: PhantomConfig) 
     return Lesion(centre=centre, radius=radius, contrast=contrast)
 
 
+def lesions_separated(a: Lesion, b: Lesion, softness: float) -> bool:
+    """Whether two lesions are clear of each other: centre distance > ``r_a + r_b + softness + 1`` px.
+
+    Each soft blob reaches ``softness / 2`` beyond its radius, so separated lesions have disjoint
+    masks and blobs, with at least one pixel between their roll-offs.
+
+    Args:
+        a: one lesion.
+        b: the other.
+        softness: blob roll-off width in output pixels.
+
+    Returns:
+        True when the two may share an image.
+    """
+    distance = float(np.linalg.norm(np.subtract(a.centre, b.centre)))
+    return distance > a.radius + b.radius + softness + 1.0
+
+
+def sample_lesions(rng: np.random.Generator, wm: np.ndarray, cfg: PhantomConfig) -> tuple[list[Lesion], int]:
+    """Draw the lesions of one positive image: a first lesion, the count, then the others.
+
+    The first lesion is drawn exactly as `sample_lesion` draws a single-lesion cohort's; the count
+    is drawn (uniform in ``cfg.lesions_per_image``) only when that range holds more than one value,
+    so the default ``(1, 1)`` consumes ``rng`` exactly as single-lesion cohorts always did. Every
+    further lesion is redrawn (radius, contrast and centre) until it is separated from those placed
+    (`lesions_separated`), at most `MAX_PLACEMENT_TRIES` times; after that no more are placed.
+
+    Args:
+        rng: the subject's lesion stream.
+        wm: the subject's (warped) white-matter probability, ``[x, y(, z)]``.
+        cfg: the cohort config.
+
+    Returns:
+        ``(lesions, drawn)``: the placed lesions in placement order (at least one) and the drawn
+        count (``len(lesions) < drawn`` when the image was too crowded).
+    """
+    lesions = [sample_lesion(rng, wm, cfg)]
+    lo, hi = cfg.lesions_per_image
+    drawn = int(rng.integers(lo, hi + 1)) if hi > lo else lo
+    softness = cfg.lesion_edge_softness * cfg.scale
+    while len(lesions) < drawn:
+        for _ in range(MAX_PLACEMENT_TRIES):
+            candidate = sample_lesion(rng, wm, cfg)
+            if all(lesions_separated(candidate, placed, softness) for placed in lesions):
+                lesions.append(candidate)
+                break
+        else:
+            break
+    return lesions, drawn
+
+
 def _local_distance(
     shape: tuple[int, ...], lesion: Lesion, reach: float
 ) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -74,6 +142,31 @@ def lesion_mask(shape: tuple[int, ...], lesion: Lesion) -> np.ndarray:
     return mask
 
 
+def instance_mask(shape: tuple[int, ...], lesions: list[Lesion]) -> np.ndarray:
+    """uint8 instance mask: 0 background, ``i`` where lesion ``i`` (1-based, list order) covers a pixel.
+
+    With one lesion this equals `lesion_mask`. Lesions are expected to be separated; where two
+    overlap anyway the later one's id wins.
+
+    Args:
+        shape: image shape ``[x, y(, z)]``.
+        lesions: at most 255 lesions.
+
+    Returns:
+        The instance mask.
+
+    Raises:
+        ValueError: more than 255 lesions (uint8 ids).
+    """
+    if len(lesions) > 255:
+        raise ValueError(f"instance_mask holds at most 255 lesions (uint8 ids), got {len(lesions)}")
+    mask = np.zeros(shape, np.uint8)
+    for instance, lesion in enumerate(lesions, start=1):
+        box, dist = _local_distance(shape, lesion, lesion.radius)
+        mask[box][dist <= lesion.radius] = instance
+    return mask
+
+
 def add_lesion(image: np.ndarray, lesion: Lesion, softness: float) -> None:
     """Add the lesion's soft blob to ``image`` in place.
 
@@ -88,6 +181,12 @@ def add_lesion(image: np.ndarray, lesion: Lesion, softness: float) -> None:
     else:
         profile = (dist <= lesion.radius).astype(np.float64)
     image[box] += (lesion.contrast * profile).astype(image.dtype)
+
+
+def box_columns(ndim: int) -> list[str]:
+    """Names of `mask_box`'s entries: ``["x0", "y0", "x1", "y1"]`` (2D) or with ``z0``/``z1`` (3D)."""
+    axes = "xyz"[:ndim]
+    return [f"{a}0" for a in axes] + [f"{a}1" for a in axes]
 
 
 def mask_box(mask: np.ndarray) -> list[int]:

@@ -40,6 +40,19 @@ def _check_float(name: str, value: Any, lo: float, hi: float, lo_open: bool = Fa
         raise ValueError(f"{name} must be in {'(' if lo_open else '['}{lo}, {hi}], got {value!r}")
 
 
+def _check_int_range(name: str, value: Any, lo: int, hi: int) -> None:
+    ok = (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and lo <= value[0] <= value[1] <= hi
+    )
+    if not ok:
+        raise ValueError(
+            f"{name} must be a pair (min, max) of integers with {lo} <= min <= max <= {hi}, got {value!r}"
+        )
+
+
 def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
     ok = (
         isinstance(value, (tuple, list))
@@ -63,7 +76,11 @@ class PhantomConfig:
         marker_correlation: R = P(marker present == label); 0.5 independent, 0.9 shortcut, 0.1 reversed.
         image_format: brain2d: ``"png" | "nifti" | "dicom"``; brain3d: ``"nifti" | "dicom"``.
         split_fractions: (training, validation, test) fractions, summing to 1; stratified by label.
-        lesion_prevalence: P(label = 1); every positive holds exactly one lesion.
+        lesion_prevalence: P(label = 1); every positive holds ``lesions_per_image`` lesions, negatives none.
+        lesions_per_image: ``(min, max)`` lesion count of a positive image, uniform per subject
+            (default ``(1, 1)``: exactly one, the cohorts made before this field existed). Lesions of
+            one image never overlap; a crowded image may hold fewer than drawn (``factors.csv``
+            ``lesion_count`` records the real count).
 
     The remaining fields are documented by their comments below.
 
@@ -80,6 +97,7 @@ class PhantomConfig:
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     lesion_prevalence: float = 0.5
     # --- lesions (label = 1) ---
+    lesions_per_image: tuple[int, int] = (1, 1)  # (min, max) lesions of a positive image, uniform per subject
     lesion_radius_range: tuple[float, float] = (1.5, 3.5)  # px at size 64 (scaled; never below 1 px)
     # added to the T1 intensity (WM is ~0.6). From 0.02 so the faintest lesions are near-invisible and
     # the task keeps headroom (bench/bench_training.py prints DenseNet121's test AUC on it)
@@ -140,9 +158,22 @@ class PhantomConfig:
         if isinstance(fr, list):
             object.__setattr__(self, "split_fractions", tuple(fr))
         _check_float("lesion_prevalence", self.lesion_prevalence, 0.0, 1.0)
+        _check_int_range("lesions_per_image", self.lesions_per_image, 1, 255)  # uint8 instance ids
+        if isinstance(self.lesions_per_image, list):
+            object.__setattr__(self, "lesions_per_image", tuple(self.lesions_per_image))
         _check_range("lesion_radius_range", self.lesion_radius_range, 0.5, 64.0)
         _check_range("lesion_contrast_range", self.lesion_contrast_range, -1.0, 1.0)
         _check_float("lesion_edge_softness", self.lesion_edge_softness, 0.0, 16.0)
+        # a lesion centre keeps ceil(radius + softness / 2) + 1 px from every edge: leave it room
+        reach = (
+            max(1.0, self.lesion_radius_range[1] * self.scale) + self.lesion_edge_softness * self.scale / 2
+        )
+        if self.size - 2 * (math.ceil(reach) + 1) < 1:
+            raise ValueError(
+                f"lesion_radius_range high end {self.lesion_radius_range[1]} (px at size 64) plus half of "
+                f"lesion_edge_softness leaves no room for a lesion centre at size {self.size}, got reach "
+                f"{reach:.3g} px"
+            )
         _check_float("lesion_wm_threshold", self.lesion_wm_threshold, 0.0, 1.0, lo_open=True)
         _check_float("tissue_intensity", self.tissue_intensity, 0.0, 1.0, lo_open=True)
         _check_float("female_fraction", self.female_fraction, 0.0, 1.0)

@@ -12,8 +12,13 @@ from __future__ import annotations
 import logging
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from pipelines.trained_model import TrainedModel
+    from pipelines.training_config import TrainConfig
 
 __all__ = [
     "ENCODER_MODULES",
@@ -22,6 +27,7 @@ __all__ = [
     "load_pretrained",
     "freeze_encoder",
     "frozen_modules",
+    "load_pretrained_encoder",
 ]
 
 logger = logging.getLogger("medglass.training")
@@ -125,3 +131,52 @@ def freeze_encoder(network: torch.nn.Module) -> int:
             p.requires_grad_(False)
             frozen += p.numel()
     return frozen
+
+
+def load_pretrained_encoder(
+    encoder: torch.nn.Module, ref: str | PathLike | TrainedModel, tracking_uri: str | None = None
+) -> TrainConfig:
+    """Copy the glass-box encoder of a ``medglass pretrain`` (or ``classify``) run into ``encoder``.
+
+    For heads other than the classifier (segmentation, detection): they hold their own
+    :class:`~networks.encoder.ShuffleEncoder` and take only its weights from the run. To build
+    the encoder with the run's preset first, load the run once with
+    :func:`~pipelines.trained_model.load_trained_model`, read ``trained.config.size`` and pass
+    ``trained`` here.
+
+    Args:
+        encoder: the ``ShuffleEncoder`` to initialise (built with the run's ``size`` preset,
+            spatial dims and one input channel).
+        ref: the run: a run folder, a checkpoint with its ``config.json`` beside it, an MLflow
+            reference (see :func:`pipelines.trained_model.load_trained_model`), or the
+            ``TrainedModel`` already loaded from one.
+        tracking_uri: MLflow tracking URI for MLflow references.
+
+    Returns:
+        The run's settings (its ``size``, ``spatial_size`` and ``intensity_range`` among them).
+
+    Raises:
+        ValueError: ``ref`` cannot be loaded, or its encoder does not fit ``encoder`` (the message
+            names ``ref``, the run's size preset and spatial dims, and the first mismatch).
+    """
+    from pipelines.trained_model import TrainedModel, load_trained_model  # late: the training stack
+
+    trained = ref if isinstance(ref, TrainedModel) else load_trained_model(ref, tracking_uri=tracking_uri)
+    ref = trained.source
+    state = trained.network.encoder.state_dict()
+    own = encoder.state_dict()
+    mismatch = next(
+        (k for k in own if k not in state or tuple(state[k].shape) != tuple(own[k].shape)),
+        next((k for k in state if k not in own), None),
+    )
+    if mismatch is not None:
+        theirs = tuple(state[mismatch].shape) if mismatch in state else "absent"
+        ours = tuple(own[mismatch].shape) if mismatch in own else "absent"
+        raise ValueError(
+            f"pretrained run {ref}: its encoder (size {trained.config.size!r}, {trained.config.spatial_dims}D) "
+            f"does not fit the encoder being built (tensor {mismatch}: {theirs} in the run, {ours} here); "
+            f"build it with size={trained.config.size!r} and {trained.config.spatial_dims} spatial dims"
+        )
+    encoder.load_state_dict(state)
+    logger.info("pretrained %s: loaded %d encoder tensors", ref, len(state))
+    return trained.config

@@ -1,13 +1,24 @@
-"""Tests for phantoms/lesions.py: exact masks, tight boxes, soft blobs."""
+"""Tests for phantoms/lesions.py: exact masks, tight boxes, soft blobs, several separated lesions."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
 import pytest
 
-from phantoms.lesions import Lesion, add_lesion, lesion_mask, mask_box
+from phantoms.lesions import (
+    Lesion,
+    add_lesion,
+    box_columns,
+    instance_mask,
+    lesion_mask,
+    lesions_separated,
+    mask_box,
+    sample_lesion,
+    sample_lesions,
+)
 
 
 @pytest.mark.parametrize(
@@ -53,3 +64,58 @@ def test_add_lesion_profile() -> None:
     hard = np.zeros((20, 20), np.float32)
     add_lesion(hard, lesion, softness=0.0)
     np.testing.assert_array_equal(hard > 0, lesion_mask(hard.shape, lesion) > 0)
+
+
+def test_separation_is_radii_plus_softness_plus_one_pixel() -> None:
+    a = Lesion((10.0, 10.0), 2.0, 0.1)
+    assert lesions_separated(a, Lesion((10.0, 16.6), 3.0, 0.1), softness=0.5)  # 6.6 > 2 + 3 + 0.5 + 1
+    assert not lesions_separated(a, Lesion((10.0, 16.5), 3.0, 0.1), softness=0.5)  # 6.5 is not
+    assert lesions_separated(a, Lesion((13.0, 14.0), 1.0, 0.1), softness=0.0)  # distance 5 > 2 + 1 + 0 + 1
+    assert not lesions_separated(a, Lesion((12.0, 13.0), 1.0, 0.1), softness=0.0)  # sqrt(13) < 4
+
+
+def test_instance_mask_numbers_lesions_in_order() -> None:
+    lesions = [Lesion((8.0, 8.0), 2.0, 0.1), Lesion((20.2, 9.7), 3.1, 0.1), Lesion((14.0, 24.0), 1.0, 0.1)]
+    mask = instance_mask((32, 32), lesions)
+    assert mask.dtype == np.uint8
+    for i, lesion in enumerate(lesions, start=1):
+        np.testing.assert_array_equal(mask == i, lesion_mask(mask.shape, lesion) > 0)
+    np.testing.assert_array_equal(instance_mask((32, 32), lesions[:1]), lesion_mask((32, 32), lesions[0]))
+    np.testing.assert_array_equal(instance_mask((8, 8, 8), []), np.zeros((8, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="at most 255 lesions"):
+        instance_mask((4, 4), [lesions[0]] * 256)
+
+
+@pytest.mark.parametrize("kind, size", [("brain2d", 64), ("brain3d", 32)])
+def test_sample_lesions_count_and_separation(kind: str, size: int) -> None:
+    from phantoms.phantom_config import PhantomConfig
+
+    fmt = "png" if kind == "brain2d" else "nifti"
+    cfg = PhantomConfig(
+        kind=kind, size=size, image_format=fmt, lesions_per_image=(2, 6), lesion_radius_range=(1.0, 10.0)
+    )
+    wm = np.zeros((size,) * cfg.spatial_dims)
+    wm[(slice(size // 4, 3 * size // 4),) * cfg.spatial_dims] = 1.0  # a white-matter cube in the middle
+    drawn_counts = set()
+    for seed in range(6):
+        lesions, drawn = sample_lesions(np.random.default_rng(seed), wm, cfg)
+        assert 2 <= drawn <= 6 and 1 <= len(lesions) <= drawn
+        drawn_counts.add(drawn)
+        for a, b in itertools.combinations(lesions, 2):
+            assert (
+                math.dist(a.centre, b.centre) > a.radius + b.radius + cfg.lesion_edge_softness * cfg.scale + 1
+            )
+        for lesion in lesions:
+            assert 1.0 <= lesion.radius <= 10.0 * cfg.scale
+    assert len(drawn_counts) >= 2
+    # the first lesion and the stream use match the single-lesion draw when min == max == 1
+    single = PhantomConfig(kind=kind, size=size, image_format=fmt, lesion_radius_range=(1.0, 10.0))
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    lesions, drawn = sample_lesions(rng_a, wm, single)
+    assert lesions == [sample_lesion(rng_b, wm, single)] and drawn == 1
+    assert rng_a.random() == rng_b.random()
+
+
+def test_box_columns() -> None:
+    assert box_columns(2) == ["x0", "y0", "x1", "y1"]
+    assert box_columns(3) == ["x0", "y0", "z0", "x1", "y1", "z1"]

@@ -38,6 +38,16 @@ def test_defaults_are_valid() -> None:
         ({"lesion_prevalence": -0.1}, r"lesion_prevalence must be in \[0.0, 1.0\], got -0.1"),
         ({"lesion_radius_range": (3.0, 2.0)}, r"lesion_radius_range must be a pair \(low, high\)"),
         ({"lesion_contrast_range": (0.1,)}, r"lesion_contrast_range must be a pair"),
+        (
+            {"lesions_per_image": (0, 2)},
+            r"lesions_per_image must be a pair \(min, max\) of integers with 1 <= min <= max <= 255, got \(0, 2\)",
+        ),
+        ({"lesions_per_image": (3, 2)}, r"lesions_per_image must be a pair .*got \(3, 2\)"),
+        ({"lesions_per_image": (1, 256)}, r"lesions_per_image must be a pair .*got \(1, 256\)"),
+        ({"lesions_per_image": (1.0, 2)}, r"lesions_per_image must be a pair .*got \(1.0, 2\)"),
+        ({"lesions_per_image": (True, 2)}, r"lesions_per_image must be a pair .*got \(True, 2\)"),
+        ({"lesions_per_image": 3}, r"lesions_per_image must be a pair .*got 3"),
+        ({"lesion_radius_range": (1.0, 30.0)}, r"lesion_radius_range high end 30.0 .* no room .* at size 64"),
         ({"site_noise_range": (-0.1, 0.1)}, r"site_noise_range must be a pair"),
         ({"n_sites": 0}, r"n_sites must be an integer \[1, 26\], got 0"),
         ({"n_sites": 27}, r"n_sites must be an integer \[1, 26\], got 27"),
@@ -62,3 +72,10 @@ def test_round_trip_through_json() -> None:
 def test_from_dict_rejects_unknown_fields() -> None:
     with pytest.raises(ValueError, match=r"unknown PhantomConfig fields: \['colour'\]"):
         PhantomConfig.from_dict({"colour": "red"})
+
+
+def test_lesions_per_image_round_trips_and_large_radii_fit() -> None:
+    cfg = PhantomConfig(lesions_per_image=[2, 5], lesion_radius_range=(1.0, 29.0))
+    assert cfg.lesions_per_image == (2, 5)
+    assert PhantomConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    assert PhantomConfig().lesions_per_image == (1, 1)
