@@ -4,6 +4,8 @@ Every file under SRC ends up either in ``OUT/datalist.json`` (alone, as part of 
 series, or as the images of a MedMNIST archive) or in ``OUT/rejects.csv`` with the
 reason. SRC is only read. Attributes come from a whitelist of DICOM tags
 (:mod:`transforms.dicom_attributes`); no names, IDs or dates are written.
+:func:`ingest_files` is the reading step alone, for files from elsewhere (a DICOMweb
+ingest, :mod:`pipelines.dicomweb_ingest`, retrieves into a folder and reads through it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import secrets
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -40,7 +43,7 @@ from transforms.keys import Keys
 from transforms.medmnist_npz import MEDMNIST_SPLITS, medmnist_reference, read_medmnist_npz
 from transforms.read_errors import ImageReadError
 
-__all__ = ["IngestResult", "ingest_folder", "read_label_table"]
+__all__ = ["IngestResult", "ingest_files", "ingest_folder", "read_label_table", "write_ingest_outputs"]
 
 SALT_ENV = "MEDGLASS_SITE_SALT"
 
@@ -195,24 +198,59 @@ def ingest_folder(
         raise ValueError(
             f"--out {out} lies inside SRC {src}; choose a folder outside it (SRC is never modified)"
         )
-    join_on, label_table = read_label_table(labels_csv) if labels_csv else (None, {})
     result = IngestResult()
-    salt = salt or os.environ.get(SALT_ENV)
-    if not salt:
-        salt = secrets.token_hex(16)
-        result.notes.append(f"no --salt or ${SALT_ENV}: site pseudonyms are consistent within this run only")
-
     files: list[str] = []
     for root, dirs, names in os.walk(src_path):
         dirs.sort()
         if not names and not dirs:
             result.rejects.append((root, "folder holds no files"))
         files.extend(os.path.join(root, n) for n in sorted(names))
-    result.n_files = len(files)
+    ingest_files(files, src_path, labels_csv=labels_csv, salt=salt, progress=progress, result=result)
+    result.seconds = time.perf_counter() - started
+    write_ingest_outputs(result, out_path, f"medglass ingest of {src_path}")
+    return result
+
+
+def ingest_files(
+    files: Iterable[str],
+    root: str | PathLike,
+    labels_csv: str | PathLike | None = None,
+    salt: str | None = None,
+    progress: bool = True,
+    result: IngestResult | None = None,
+    total: int | None = None,
+) -> IngestResult:
+    """Read files into datalist records and reject rows, as a folder ingest does; writes nothing.
+
+    Args:
+        files: the files to read; an iterator is read as it yields (files may still be arriving).
+        root: the folder a labels CSV's ``file`` column is relative to.
+        labels_csv: optional CSV (see :func:`ingest_folder`).
+        salt: secret for site pseudonyms; default ``$MEDGLASS_SITE_SALT`` or a random one.
+        progress: show a progress bar.
+        result: a result to add to (its rejects and notes are kept); default a new one.
+        total: files expected, for the progress bar (default ``len(files)`` when it has one).
+
+    Returns:
+        ``result`` with ``records``, ``rejects`` and ``n_files`` (plus the files read) filled in;
+        ``seconds`` is left to the caller.
+
+    Raises:
+        ValueError: a bad labels CSV.
+    """
+    root_path = Path(root)
+    join_on, label_table = read_label_table(labels_csv) if labels_csv else (None, {})
+    result = result if result is not None else IngestResult()
+    salt = salt or os.environ.get(SALT_ENV)
+    if not salt:
+        salt = secrets.token_hex(16)
+        result.notes.append(f"no --salt or ${SALT_ENV}: site pseudonyms are consistent within this run only")
+    total = len(files) if total is None and isinstance(files, Sized) else total
 
     dicom_entries: list[_DicomEntry] = []
     other_records: list[dict] = []
-    for path in tqdm(files, desc="ingest", unit="file", disable=not progress):
+    for path in tqdm(files, desc="ingest", unit="file", total=total, disable=not progress):
+        result.n_files += 1
         try:
             if os.path.islink(path) and not os.path.exists(path):
                 raise ImageReadError(path, "broken symbolic link")
@@ -246,12 +284,10 @@ def ingest_folder(
         patient = record.pop("_patient", "")
         record = {Keys.ID: f"img{index:05d}", **record}
         if label_table and Keys.LABEL not in record:
-            label = _join_label(record, join_on, label_table, src_path, patient)
+            label = _join_label(record, join_on, label_table, root_path, patient)
             if label is not None:
                 record[Keys.LABEL] = _parse_label(label)
         result.records.append(record)
-    result.seconds = time.perf_counter() - started
-    _write_outputs(result, src_path, out_path)
     return result
 
 
@@ -286,14 +322,22 @@ def _npz_records(path: str) -> list[dict]:
     return records
 
 
-def _write_outputs(result: IngestResult, src: Path, out: Path) -> None:
+def write_ingest_outputs(result: IngestResult, out: str | PathLike, description: str) -> None:
+    """Write ``datalist.json``, ``rejects.csv`` and ``ingest_summary.json`` into ``out``, each atomically.
+
+    Args:
+        result: what was read (its records lose their ``split`` key to the datalist sections).
+        out: the output folder (created).
+        description: the datalist's ``description`` (says where the images came from).
+    """
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     sections: dict[str, list[dict]] = defaultdict(list)
     for record in result.records:
         split = record.pop("split", "training")
         sections[split].append(record)
     datalist = {
-        "description": f"medglass ingest of {src}",
+        "description": description,
         "training": sections.pop("training", []),
         **sections,
     }

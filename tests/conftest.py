@@ -13,6 +13,7 @@ import torch
 from phantoms import PhantomConfig, generate_cohort
 from pipelines.training import build_network
 from pipelines.training_config import TrainConfig
+from tests.orthanc_server import OrthancServer, TestStudies, write_test_studies
 
 logging.getLogger("pydicom").setLevel(logging.ERROR)
 
@@ -76,3 +77,18 @@ def untrained_run(tmp_path_factory: pytest.TempPathFactory, small_cohort: Path) 
     torch.manual_seed(0)
     torch.save({"model": build_network(config).state_dict()}, out / "best.pt")
     return out
+
+
+# a real PACS (tests/orthanc_server.py): Orthanc + DICOMweb on 127.0.0.1, started once per session
+@pytest.fixture(scope="session")
+def orthanc_studies(tmp_path_factory: pytest.TempPathFactory) -> TestStudies:
+    """Copies of what ``orthanc`` holds: real CT/MR files, DICOM phantoms and an SR (see TestStudies)."""
+    return write_test_studies(tmp_path_factory.mktemp("orthanc_studies"))
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory, orthanc_studies: TestStudies):
+    """A started :class:`OrthancServer` loaded by STOW-RS with every file of ``orthanc_studies``."""
+    with OrthancServer(tmp_path_factory.mktemp("orthanc")) as server:
+        server.store(orthanc_studies.all_files)
+        yield server
