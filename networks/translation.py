@@ -4,7 +4,8 @@
 predicts a *change* that is added to its input, ``pred = source + delta(source)``, and the layer
 that outputs ``delta`` starts at zero, so an untrained generator is the identity and training
 only has to learn the enhancement (a contrast agent changes a few regions; most of the image
-stays as it was). :func:`build_discriminator` builds MONAI's ``PatchDiscriminator`` conditioned
+stays as it was). :func:`build_discriminator` builds MONAI's ``PatchDiscriminator`` (through
+:func:`networks.patch_critic.build_patch_critic`, shared with the decoder refinement) conditioned
 on the source (pix2pix: it sees ``[source, image]`` as two channels and scores every patch as
 real or synthetic). Both work for ``spatial_dims`` 2 and 3. Pure torch/MONAI, no file I/O.
 
@@ -26,8 +27,10 @@ from numbers import Integral
 
 import torch
 from monai.networks.layers import Conv
-from monai.networks.nets import PatchDiscriminator, UNet
+from monai.networks.nets import UNet
 from torch import nn
+
+from networks.patch_critic import PatchCritic, build_patch_critic
 
 __all__ = [
     "ResidualTranslator",
@@ -92,20 +95,19 @@ class ResidualTranslator(nn.Module):
         return source + self.delta(source)
 
 
-class ConditionalPatchDiscriminator(nn.Module):
+class ConditionalPatchDiscriminator(PatchCritic):
     """MONAI ``PatchDiscriminator`` that scores an image given its source (two input channels).
+
+    A :class:`~networks.patch_critic.PatchCritic` (shared with the decoder refinement) whose
+    ``forward`` names its two inputs.
 
     Args:
         network: a ``PatchDiscriminator`` with ``in_channels`` = source + image channels.
     """
 
-    def __init__(self, network: PatchDiscriminator) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, source: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, source: torch.Tensor, image: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Patch logits (no activation; MONAI's ``PatchAdversarialLoss`` applies it)."""
-        return self.network(torch.cat([source, image], dim=1))[-1]
+        return super().forward(source, image)
 
 
 def build_generator(
@@ -174,16 +176,7 @@ def build_discriminator(
         >>> d(torch.zeros(1, 1, 32, 32), torch.zeros(1, 1, 32, 32)).shape
         torch.Size([1, 1, 6, 6])
     """
-    _check_dims(spatial_dims)
-    for name, value in (("channels", channels), ("num_layers_d", num_layers_d)):
-        if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    network = PatchDiscriminator(
-        spatial_dims=spatial_dims,
-        channels=channels,
-        in_channels=2,
-        out_channels=1,
-        num_layers_d=num_layers_d,
-        norm=norm,
+    critic = build_patch_critic(
+        spatial_dims, in_channels=2, channels=channels, num_layers_d=num_layers_d, norm=norm
     )
-    return ConditionalPatchDiscriminator(network)
+    return ConditionalPatchDiscriminator(critic.network)

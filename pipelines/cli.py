@@ -28,16 +28,35 @@ def _quiet_libraries() -> None:
     """Keep third-party chatter (pydicom header warnings, MONAI optional readers) off the console."""
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    for name in ("pydicom", "monai", "monai.data.nvimgcodec_pydicom_plugin", "nibabel"):
+    # retrying: dicomweb-client's retries log each refused connection with its traceback
+    for name in (
+        "pydicom",
+        "monai",
+        "monai.data.nvimgcodec_pydicom_plugin",
+        "nibabel",
+        "retrying",
+        "dicomweb_client",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from pipelines.ingest import ingest_folder
+    from transforms.dicomweb_source import is_dicomweb_url
 
-    result = ingest_folder(
-        args.src, args.out, labels_csv=args.labels, salt=args.salt, progress=not args.no_progress
-    )
+    if is_dicomweb_url(args.src):
+        from pipelines.dicomweb_ingest import ingest_dicomweb
+
+        result = ingest_dicomweb(
+            args.src, args.out, args.study, args.labels, salt=args.salt, progress=not args.no_progress
+        )
+    else:
+        from pipelines.ingest import ingest_folder
+
+        if args.study:
+            raise ValueError(f"--study selects studies on a DICOMweb server; SRC {args.src} is a folder")
+        result = ingest_folder(
+            args.src, args.out, labels_csv=args.labels, salt=args.salt, progress=not args.no_progress
+        )
     out = Path(args.out)
     print(
         f"ingested {result.n_files} files in {result.seconds:.1f} s ({result.n_files / max(result.seconds, 1e-9):.0f} files/s)"
@@ -59,7 +78,33 @@ CONTRAST_KINDS = ("dce2d", "dce2d_t2", "dce3d")
 """Phantom kinds with paired source/target images (:mod:`phantoms.contrast_cohort`)."""
 
 
+def _lesion_options(args: argparse.Namespace) -> dict[str, tuple]:
+    """The ``PhantomConfig`` lesion fields given to ``medglass phantom`` (brain kinds only).
+
+    Raises:
+        ValueError: a lesion flag with a contrast kind, or ``--lesions-per-image`` with 0 or 3+ values.
+    """
+    given = {"--lesions-per-image": args.lesions_per_image, "--lesion-radius": args.lesion_radius}
+    if args.kind in CONTRAST_KINDS:
+        named = [flag for flag, value in given.items() if value is not None]
+        if named:
+            raise ValueError(
+                f"{', '.join(named)}: only for --kind brain2d or brain3d, got --kind {args.kind}"
+            )
+        return {}
+    options: dict[str, tuple] = {}
+    counts = args.lesions_per_image
+    if counts is not None:
+        if len(counts) not in (1, 2):
+            raise ValueError(f"--lesions-per-image takes N (1 to N lesions) or MIN MAX, got {counts}")
+        options["lesions_per_image"] = (1, counts[0]) if len(counts) == 1 else tuple(counts)
+    if args.lesion_radius is not None:
+        options["lesion_radius_range"] = tuple(args.lesion_radius)
+    return options
+
+
 def _cmd_phantom(args: argparse.Namespace) -> int:
+    lesion_options = _lesion_options(args)
     if args.kind in CONTRAST_KINDS:
         from phantoms.contrast_cohort import generate_contrast_cohort
         from phantoms.contrast_config import ContrastPhantomConfig
@@ -79,6 +124,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
             size=args.size,
             marker_correlation=args.marker_correlation,
             image_format=args.format or ("png" if args.kind == "brain2d" else "nifti"),
+            **lesion_options,
         )
         summary = generate_cohort(config, args.out, progress=not args.no_progress)
     print(json.dumps(summary, indent=1, default=str))
@@ -180,6 +226,8 @@ CLASSIFY_ONLY = (
     "freeze_encoder",
     "ce_weight",
     "attention_sparsity",
+    "synthetic_minority",
+    "generator",
 )
 """TrainConfig fields that mean nothing without labels (not offered by ``pretrain``)."""
 
@@ -215,7 +263,7 @@ def _add_train_arguments(parser: argparse.ArgumentParser, mode: str) -> None:
 def _training_command(argv: Sequence[str]) -> bool:
     """Whether ``argv`` names a training command (the only ones whose flags need TrainConfig, and torch)."""
     positional = [a for a in argv if not a.startswith("-")]
-    return not positional or positional[0] in ("pretrain", "classify", "translate")
+    return not positional or positional[0] in ("pretrain", "classify", "translate", "segment", "detect")
 
 
 def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
@@ -232,8 +280,22 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    ingest = sub.add_parser("ingest", help="read a folder of DICOM/NIfTI/PNG/npz files into a MONAI datalist")
-    ingest.add_argument("src", help="folder to read (never modified)")
+    ingest = sub.add_parser(
+        "ingest",
+        help="read a folder of DICOM/NIfTI/PNG/npz files, or studies from a DICOMweb server, into a MONAI datalist",
+        description="SRC is a folder, or the root URL of a DICOMweb service (QIDO-RS, WADO-RS) such as "
+        "http://pacs:8042/dicom-web; its instances are retrieved into OUT/dicom/ and read as a folder would be.",
+        epilog="DICOMweb credentials come from the environment only: MEDGLASS_DICOMWEB_USER and "
+        "MEDGLASS_DICOMWEB_PASSWORD (HTTP basic), or MEDGLASS_DICOMWEB_TOKEN (bearer token). "
+        "They are never written to OUT or printed.",
+    )
+    ingest.add_argument("src", help="folder to read (never modified), or a DICOMweb root URL (http[s]://...)")
+    ingest.add_argument(
+        "--study",
+        action="append",
+        metavar="UID",
+        help="with a DICOMweb URL: a Study Instance UID to ingest (repeat for several; default: every study)",
+    )
     ingest.add_argument("--out", required=True, help="output folder for datalist.json and rejects.csv")
     ingest.add_argument("--labels", help="CSV with a 'label' column and a 'file' or 'patient' column")
     ingest.add_argument(
@@ -247,7 +309,7 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
         "--kind",
         choices=("brain2d", "brain3d", *CONTRAST_KINDS),
         default="brain2d",
-        help="brain2d/brain3d: one lesion or none per image, a spurious marker; dce2d/dce3d: paired pre- and "
+        help="brain2d/brain3d: lesions (--lesions-per-image) or none per image, a spurious marker; dce2d/dce3d: paired pre- and "
         "post-contrast images with enhancing lesions of known kinetics; dce2d_t2: paired T1-like and T2-like "
         "images (default brain2d)",
     )
@@ -263,6 +325,21 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
     phantom.add_argument("--size", type=int, default=64, help="image edge length in pixels (default 64)")
     phantom.add_argument(
         "--format", choices=("png", "nifti", "dicom"), help="file format (default png 2D, nifti 3D)"
+    )
+    phantom.add_argument(
+        "--lesions-per-image",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="brain2d/brain3d: N (1 to N lesions per positive image) or MIN MAX; the mask holds instance "
+        "ids 1..k, the record one box per lesion (default 1)",
+    )
+    phantom.add_argument(
+        "--lesion-radius",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="brain2d/brain3d: lesion radius range, px at 64x64 (default 1.5 3.5)",
     )
     phantom.add_argument("--no-progress", action="store_true")
     phantom.set_defaults(func=_cmd_phantom)
@@ -330,12 +407,18 @@ def build_parser(training_flags: bool = True) -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
 
     from pipelines.analysis_cli import add_analysis_commands
+    from pipelines.detection_cli import add_detection_commands
     from pipelines.generation_cli import add_generation_commands
+    from pipelines.label_server_cli import add_label_server_commands
+    from pipelines.segmentation_cli import add_segmentation_commands
     from pipelines.synthesis_cli import add_synthesis_commands
 
     add_analysis_commands(sub)
     add_generation_commands(sub)
     add_synthesis_commands(sub, training_flags=training_flags)
+    add_label_server_commands(sub)
+    add_segmentation_commands(sub, training_flags=training_flags)
+    add_detection_commands(sub, training_flags=training_flags)
     return parser
 
 

@@ -25,7 +25,15 @@ import numpy as np
 
 from transforms.keys import Keys
 
-__all__ = ["PATH_KEYS", "load_datalist", "check_labels", "mask_labels", "resolve_paths", "read_section", "UNLABELLED"]
+__all__ = [
+    "PATH_KEYS",
+    "load_datalist",
+    "check_labels",
+    "mask_labels",
+    "resolve_paths",
+    "read_section",
+    "UNLABELLED",
+]
 
 PATH_KEYS: tuple[str, ...] = (Keys.IMAGE, Keys.MASK)
 """Record keys whose values are file paths (or lists of them) resolved against the datalist folder."""

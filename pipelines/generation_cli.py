@@ -1,7 +1,9 @@
-"""The generation subcommands of ``medglass``: ``generate`` and ``evaluate-generation``.
+"""The generation subcommands of ``medglass``: ``generate``, ``evaluate-generation`` and ``refine-decoder``.
 
-Thin shells over :func:`pipelines.generation.generate` and
-:func:`pipelines.generation_report.evaluate_generation`; :func:`add_generation_commands`
+Thin shells over :func:`pipelines.generation.generate`,
+:func:`pipelines.generation_report.evaluate_generation` and
+:func:`pipelines.decoder_refinement.refine_decoder` (whose flags are generated from
+:class:`~pipelines.decoder_refinement_config.RefineConfig`); :func:`add_generation_commands`
 registers them on the main parser of :mod:`pipelines.cli`.
 """
 
@@ -73,6 +75,24 @@ def _cmd_evaluate_generation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_refine_decoder(args: argparse.Namespace) -> int:
+    from pipelines.config_arguments import config_values
+    from pipelines.decoder_refinement import refine_decoder
+    from pipelines.decoder_refinement_config import RefineConfig
+
+    config = RefineConfig(
+        model=args.model, out_dir=args.out, progress=not args.no_progress, **config_values(args, RefineConfig)
+    )
+    m = refine_decoder(config)
+    print(
+        f"refine-decoder: validation FID {m['best_val_fid']:.3g} (epoch {m['best_epoch']:.0f}; before {m['val_fid_before']:.3g}, "
+        f"real-vs-real floor {m['val_fid_floor']:.3g}); frozen tensors changed {m['frozen_tensors_changed']:.0f}, "
+        f"largest latent drift {m['latent_drift_max']:.3g}"
+    )
+    print(f"  refined run -> {args.out} (medglass generate --model {args.out} ...)")
+    return 0
+
+
 def add_generation_commands(sub: Any) -> None:
     """Register the generation subcommands on a subparsers object."""
     gen = sub.add_parser(
@@ -119,3 +139,23 @@ def add_generation_commands(sub: Any) -> None:
     evaluate.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=_cmd_evaluate_generation)
+
+    from pipelines.config_arguments import add_config_arguments
+    from pipelines.decoder_refinement_config import RefineConfig
+
+    refine = sub.add_parser(
+        "refine-decoder",
+        help="sharpen a trained run's decoder against a patch critic (VAE-GAN; encoder and classifier frozen)",
+    )
+    refine.add_argument(
+        "--model", required=True, help="the trained glass-box run (folder, checkpoint or MLflow reference)"
+    )
+    refine.add_argument("--out", required=True, help="the refined run folder (a last.pt there is resumed)")
+    refine.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(
+        refine,
+        RefineConfig,
+        skip=("model", "out_dir", "progress"),
+        choices={"device": ("auto", "cpu", "cuda")},
+    )
+    refine.set_defaults(func=_cmd_refine_decoder)

@@ -45,13 +45,13 @@ from ignite.engine import Engine, Events
 from ignite.metrics import Average
 from monai.data import CacheDataset, DataLoader
 from monai.handlers import CheckpointLoader
-from monai.losses import PatchAdversarialLoss
 from monai.utils import set_determinism
 from torch.utils.data.distributed import DistributedSampler
 
 from evaluation.html_report import write_text_atomic
 from evaluation.synthesis_figures import synthesis_panel
 from evaluation.synthesis_metrics import synthesis_metrics
+from networks.patch_critic import adversarial_loss, critic_loss, generator_loss
 from networks.translation import (
     ConditionalPatchDiscriminator,
     ResidualTranslator,
@@ -157,7 +157,7 @@ class Pix2PixStep:
         self.opt_d = opt_d
         self.l1_weight = float(l1_weight)
         self.adversarial_weight = float(adversarial_weight)
-        self.adversarial = PatchAdversarialLoss(criterion="least_squares")
+        self.adversarial = adversarial_loss()
 
     def __call__(self, engine: Engine, batch: Mapping[str, Any]) -> dict[str, float]:
         device = self.device
@@ -169,20 +169,16 @@ class Pix2PixStep:
         if self.critic is not None and self.opt_d is not None:
             self.critic.train()
             self.opt_d.zero_grad(set_to_none=True)
-            real = self.adversarial(self.critic(source, target), target_is_real=True, for_discriminator=True)
-            fake = self.adversarial(
-                self.critic(source, synthetic.detach()), target_is_real=False, for_discriminator=True
+            loss_d = critic_loss(
+                self.adversarial, self.critic(source, target), self.critic(source, synthetic.detach())
             )
-            loss_d = 0.5 * (real + fake)
             loss_d.backward()
             self.opt_d.step()
         self.opt_g.zero_grad(set_to_none=True)
         loss_l1 = torch.nn.functional.l1_loss(synthetic, target)
         loss_adv = torch.zeros((), device=device)
         if self.critic is not None:
-            loss_adv = self.adversarial(
-                self.critic(source, synthetic), target_is_real=True, for_discriminator=False
-            )
+            loss_adv = generator_loss(self.adversarial, self.critic(source, synthetic))
         loss_g = self.l1_weight * loss_l1 + self.adversarial_weight * loss_adv
         loss_g.backward()
         self.opt_g.step()

@@ -66,6 +66,7 @@ from pipelines.engine_steps import TARGET_KEY, GlassBoxEvalStep, GlassBoxTrainSt
 from pipelines.epoch_seeding import attach_epoch_seeding
 from pipelines.mlflow_tracking import RunTracker
 from pipelines.sampling import labelled_share_sampler
+from pipelines.synthetic_augmentation import prepare_synthetic_minority, synthetic_share_sampler
 from pipelines.training_config import TrainConfig, resolve_tracking_uri, run_intensity_range
 from pipelines.training_metrics import eval_metrics, flat_numbers, key_metric_name, train_metrics
 from pipelines.transfer_learning import ENCODER_MODULES, freeze_encoder, frozen_modules, load_pretrained
@@ -197,7 +198,16 @@ def _records(config: TrainConfig, section: str, required: bool) -> list[dict]:
     return [{Keys.IMAGE: r[Keys.IMAGE], Keys.LABEL: int(r.get(Keys.LABEL, UNLABELLED))} for r in records]
 
 
-def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistContext) -> DataLoader:
+def _loader(
+    config: TrainConfig,
+    records: list[dict],
+    training: bool,
+    ctx: DistContext,
+    synthetic: list[dict] | None = None,
+) -> DataLoader:
+    """The loader of one split; ``synthetic`` (training only) records follow the real ones."""
+    synthetic = [{Keys.IMAGE: r[Keys.IMAGE], Keys.LABEL: int(r[Keys.LABEL])} for r in synthetic or ()]
+    records = records + synthetic
     dataset = CacheDataset(
         records,
         transform=build_transforms(config, training),
@@ -207,7 +217,10 @@ def _loader(config: TrainConfig, records: list[dict], training: bool, ctx: DistC
     sampler = None
     if training and config.mode == "classify":
         labels = [int(r.get(Keys.LABEL, UNLABELLED)) for r in records]
-        sampler = labelled_share_sampler(dataset, labels, config.labelled_share, ctx, config.seed)
+        if synthetic and config.synthetic_minority < 1:  # a share of every batch
+            sampler = synthetic_share_sampler(labels, len(synthetic), config, ctx)
+        else:
+            sampler = labelled_share_sampler(dataset, labels, config.labelled_share, ctx, config.seed)
     if sampler is None:
         sampler = make_sampler(dataset, ctx, training=training, seed=config.seed)
     return DataLoader(
@@ -318,6 +331,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
         raise ValueError(f"datalist {config.datalist}: no labelled training record (classify mode)")
 
     resolve_intensity_range(config, train_records, verbose=ctx.is_main)
+    synthetic = None  # drawn from the generator once, into the run folder; training records only
+    if config.synthetic_minority > 0:
+        synthetic = prepare_synthetic_minority(config, train_records, ctx)
     device = ctx.device
     if config.amp and device.type == "cpu" and ctx.is_main:
         warnings.warn(
@@ -355,6 +371,9 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     labelled = sum(r.get(Keys.LABEL, UNLABELLED) != UNLABELLED for r in train_records)
     result["train_labelled"] = float(labelled)
     result["train_images"] = float(len(train_records))
+    if synthetic is not None:
+        result["train_synthetic"] = float(len(synthetic.records))
+        result["synthetic_minority_class"] = float(synthetic.cls)
     if ctx.distributed:
         result["world_size"] = float(ctx.world_size)
     # the classifier head gets no gradient in pretrain mode: DDP must look for unused parameters
@@ -377,7 +396,7 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     trainer = SupervisedTrainer(
         device=device,
         max_epochs=config.epochs,
-        train_data_loader=_loader(config, train_records, True, ctx),
+        train_data_loader=_loader(config, train_records, True, ctx, synthetic and synthetic.records),
         network=engine_net,
         optimizer=optimizer,
         loss_function=loss_fn,
@@ -497,6 +516,8 @@ def _train(config: TrainConfig, ctx: DistContext) -> dict[str, float]:
     tracker.log_metrics({k: v for k, v in result.items() if k not in per_epoch}, step=trainer.state.epoch)
     tracker.log_artifact(out_dir / "config.json")
     tracker.log_artifact(metrics_path)
+    if synthetic is not None:
+        tracker.log_artifact(synthetic.out_dir / "generation.json")
     if ood_file is not None:
         tracker.log_artifact(ood_file)
     tracker.log_model(copy.deepcopy(network).cpu().eval(), registered_model_name=config.registered_model_name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -145,6 +146,19 @@ class TrainConfig:
             records with replacement so that this share of each batch carries a label on
             average (:mod:`pipelines.sampling`); 0: plain shuffling. Default 0.5: with few labels,
             plain shuffling shows the labelled images too rarely to learn from them.
+        synthetic_minority: synthetic images of the minority class (the class with the fewest
+            labelled training records; ties: the higher class) added to training, drawn from
+            ``generator`` once before training (:mod:`pipelines.synthetic_augmentation`; written to
+            ``out_dir/synthetic_minority``, every record marked ``synthetic``). A number in
+            ``(0, 1)`` is the share of every training batch that is synthetic
+            (``floor(share × batch_size)`` images, one more with the probability of the fractional
+            part, so the mean share is exact; an epoch draws as many real images as there are
+            real records); an integer ``>= 1`` is a count of synthetic
+            images added to the training records, sampled like the real ones. 0 (default): none.
+            Synthetic images never enter validation or test.
+        generator: the run that draws the synthetic images of ``synthetic_minority`` (a run folder,
+            checkpoint or MLflow reference of a glass-box run with a decoder; its latent prior is
+            fitted and cached when missing, :func:`pipelines.generation.fit_prior`).
         pretrained: checkpoint whose encoder/latent/decoder weights initialise the network.
         freeze_encoder: don't train the encoding path (encoder, attention, latent).
         flip_prob: probability of a random flip along each spatial axis of a training input
@@ -205,6 +219,8 @@ class TrainConfig:
     attention_sparsity: float = 0.1
     label_fraction: float = 1.0
     labelled_share: float = 0.5
+    synthetic_minority: float = 0.0
+    generator: str | None = None
     pretrained: str | Path | None = None
     freeze_encoder: bool = False
     flip_prob: float = 0.5
@@ -285,6 +301,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if not _is_real(self.labelled_share) or not 0.0 <= self.labelled_share < 1.0:
             raise ValueError(f"labelled_share must be in [0, 1), got {self.labelled_share!r}")
+        self._check_synthetic_minority()
         if self.intensity not in INTENSITY_MODES:
             raise ValueError(f"intensity must be one of {INTENSITY_MODES}, got {self.intensity!r}")
         if self.intensity_range is not None:
@@ -310,6 +327,37 @@ class TrainConfig:
             )
         if not isinstance(self.distributed, bool):
             raise ValueError(f"distributed must be a bool, got {self.distributed!r}")
+
+    def _check_synthetic_minority(self) -> None:
+        """Validate ``synthetic_minority`` and ``generator`` (see the class docstring)."""
+        share = self.synthetic_minority
+        if not _is_real(share) or not math.isfinite(share) or share < 0:
+            raise ValueError(f"synthetic_minority must be a number >= 0, got {share!r}")
+        if share >= 1 and share != int(share):
+            raise ValueError(
+                "synthetic_minority must be a share in (0, 1) or a whole count >= 1 of synthetic images, "
+                f"got {share!r}"
+            )
+        if self.generator is not None:
+            if isinstance(self.generator, Path):
+                self.generator = str(self.generator)
+            if not isinstance(self.generator, str) or not self.generator.strip():
+                raise ValueError(
+                    f"generator must be a run folder, checkpoint or MLflow reference, got {self.generator!r}"
+                )
+        if share > 0 and self.generator is None:
+            raise ValueError(
+                f"synthetic_minority={share!r} needs generator (a run with a decoder whose latent prior draws "
+                "the minority class), got generator=None"
+            )
+        if share > 0 and self.mode != "classify":
+            raise ValueError(
+                f"synthetic_minority needs mode='classify' (labelled images), got mode={self.mode!r}"
+            )
+        if share == 0 and self.generator is not None:
+            raise ValueError(
+                f"generator={self.generator!r} is only read with synthetic_minority > 0, got synthetic_minority=0"
+            )
 
     @property
     def effective_ce_weight(self) -> float:

@@ -58,3 +58,32 @@ def test_medglass_run_and_monai_bundle_run(untrained_run: Path, tmp_path: Path) 
     proc = subprocess.run(command, cwd=CONFIGS.parent, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(list((tmp_path / "b" / "samples" / "images").glob("*.png"))) == 3
+
+
+def test_train_refines_the_decoder_and_inference_samples_the_refined_run(
+    untrained_run: Path, tmp_path: Path
+) -> None:
+    from pipelines.ood_reference import file_sha256
+
+    common = {"model": str(untrained_run), "output_dir": str(tmp_path)}
+    refine = {
+        "refine_decoder": True,
+        "refine#epochs": 1,
+        "refine#batch_size": 8,
+        "refine#max_images": 16,
+        "refine#val_samples": 8,
+        "refine#disc_channels": 8,
+        "refine#disc_layers": 2,
+        "refine#tracking_uri": f"sqlite:///{tmp_path / 'mlruns.db'}",
+        "prior#n_components": 8,
+    }
+    fitted = run_bundle("glassbox_generation", "train", {**common, **refine})
+    refined = tmp_path / "refined"
+    assert fitted["model"] == str(refined) and fitted["classes"] == [0, 1]
+    assert (
+        fitted["refinement"]["epochs_completed"] == 1 and fitted["refinement"]["frozen_tensors_changed"] == 0
+    )
+    assert (refined / "latent_prior.npz").is_file() and (refined / "grids" / "epoch_001.png").is_file()
+    sampled = run_bundle("glassbox_generation", "inference", {**common, "n": 2})
+    settings = json.loads((Path(sampled["datalist"]).parent / "generation.json").read_text())["settings"]
+    assert settings["model"] == file_sha256(refined / "best.pt")  # drawn by the refined decoder
