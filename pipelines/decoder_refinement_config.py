@@ -11,23 +11,17 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
+
+from pipelines.setting_values import is_int as _is_int
+from pipelines.setting_values import is_real as _is_real
 
 __all__ = ["RefineConfig", "REFINE_SETTINGS_FILE"]
 
 REFINE_SETTINGS_FILE = "refinement.json"
 """The refinement's own settings and provenance in the refined run folder (``config.json`` stays the
 training settings of the network, so that the folder loads wherever the original run does)."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass

@@ -9,13 +9,14 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from networks.presets import SIZE_PRESETS
+from pipelines.setting_values import is_int as _is_int
+from pipelines.setting_values import is_real as _is_real
+from pipelines.settings_json import settings_from_json, settings_to_json
 from pipelines.training_config import DEFAULT_TRACKING_URI
 from transforms.intensity_range import check_intensity_range
 
@@ -34,14 +35,6 @@ DETECTION_CHOICES = {
     "device": ("auto", "cpu", "cuda"),
 }
 """The allowed values of the fields that take a name (the command line offers them)."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass
@@ -200,17 +193,11 @@ class DetectionConfig:
             >>> DetectionConfig(datalist="/d/c.json", out_dir="/runs/d").to_json("/runs/d")["datalist"]
             '../../d/c.json'
         """
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if relative_to is not None and f.name in DETECTION_PATH_FIELDS:
-                value = os.path.relpath(Path(value).resolve(), Path(relative_to).resolve())
-            out[f.name] = str(value) if isinstance(value, Path) else value
-        return out
+        return settings_to_json(self, DETECTION_PATH_FIELDS, relative_to)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], base: str | Path | None = None) -> DetectionConfig:
-        """The config :meth:`to_json` wrote (lists become tuples; unknown names are refused).
+        """The config :meth:`to_json` wrote (:func:`pipelines.settings_json.settings_from_json`).
 
         Args:
             data: field values, e.g. ``json.loads(Path("config.json").read_text())``.
@@ -222,17 +209,4 @@ class DetectionConfig:
         Raises:
             ValueError: ``data`` is not a dict, has an unknown field, or a value out of range.
         """
-        if not isinstance(data, dict):
-            raise ValueError(f"a detection config must be a JSON object, got {type(data).__name__}")
-        values = dict(data)
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"unknown DetectionConfig fields: {unknown}")
-        for name in ("spatial_size", "intensity_range"):
-            if isinstance(values.get(name), list):
-                values[name] = tuple(values[name])
-        if base is not None:
-            for name in DETECTION_PATH_FIELDS:
-                if values.get(name) is not None and not Path(values[name]).is_absolute():
-                    values[name] = Path(os.path.normpath(Path(base) / values[name]))
-        return cls(**values)
+        return settings_from_json(cls, data, DETECTION_PATH_FIELDS, base)

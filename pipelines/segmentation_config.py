@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from networks.presets import SIZE_PRESETS
+from pipelines.setting_values import is_int as _is_int
+from pipelines.setting_values import is_real as _is_real
 from pipelines.settings_json import settings_from_json, settings_to_json
 from pipelines.training_config import DEFAULT_TRACKING_URI, INTENSITY_MODES
 from transforms.intensity_range import check_intensity_range
@@ -34,14 +35,6 @@ SEGMENTATION_CHOICES = {
     "device": ("auto", "cpu", "cuda"),
 }
 """The allowed values of the fields that take a name (the command line offers them)."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass

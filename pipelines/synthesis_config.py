@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from networks.translation import generator_stride
+from pipelines.setting_values import is_int as _is_int
+from pipelines.setting_values import is_real as _is_real
 from pipelines.training_config import DEFAULT_TRACKING_URI
 
 __all__ = ["SynthesisConfig", "SYNTHESIS_PATH_FIELDS", "SELECT_BY"]
@@ -25,14 +26,6 @@ SELECT_BY = {"lesion_mae": -1.0, "enhancement_dice": 1.0, "ssim": 1.0}
 
 SYNTHESIS_PATH_FIELDS = ("datalist", "out_dir")
 """Fields holding paths; :meth:`SynthesisConfig.to_json` writes them relative to the run folder."""
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass

@@ -13,12 +13,13 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 from networks.latent import POOL_MODES
 from networks.presets import SIZE_PRESETS
+from pipelines.setting_values import is_int as _is_int
+from pipelines.setting_values import is_real as _is_real
 from transforms.intensity_range import check_intensity_range
 
 __all__ = [
@@ -77,14 +78,6 @@ def run_intensity_range(run_dir: str | os.PathLike) -> tuple[float, float] | Non
     except ValueError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from err
     return None if stored is None else check_intensity_range(stored, f"{path}: intensity_range")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 @dataclass
