@@ -201,11 +201,11 @@ def fit_latent_prior(
 
     Args:
         trained: the loaded run.
-        records: datalist records (``image`` path, ``label``); ``None``: the first ``max_images``
-            of the run's training datalist section, and the result is cached as
+        records: datalist records (``image`` path, ``label``); ``None``: the run's training
+            datalist section, and the result is cached as
             ``latent_prior.npz`` beside the checkpoint (used again while the checkpoint's
             SHA-256 and these settings match).
-        max_images: most images encoded.
+        max_images: most images encoded: labelled records first, each group in datalist order.
         n_components: PCA directions of each Gaussian (capped at the class's images - 1). Few
             directions lose small findings: the lesion lives in a few grid cells, which the
             leading directions of the whole latent do not describe, so class-1 draws decode
@@ -246,7 +246,14 @@ def fit_latent_prior(
             raise ValueError(
                 f"model {trained.source}: training images unavailable for the latent prior ({err})"
             ) from err
-    mu, logvar, labels, ids = _encode_records(trained, list(records)[:max_images])
+    # labelled records first (stable order), so a cap keeps every labelled image it can: with scarce
+    # labels, the first max_images in file order may hold none of a rare class
+    records = list(records)
+    labelled = [int(r.get("label", UNLABELLED)) != UNLABELLED for r in records]
+    records = [r for r, lab in zip(records, labelled, strict=True) if lab] + [
+        r for r, lab in zip(records, labelled, strict=True) if not lab
+    ]
+    mu, logvar, labels, ids = _encode_records(trained, records[:max_images])
     if mu.shape[0] < 2:
         raise ValueError(
             f"model {trained.source}: {mu.shape[0]} readable training image(s); the latent prior needs 2"

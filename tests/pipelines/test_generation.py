@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from phantoms.image_files import write_png_image
+from pipelines.datalists import UNLABELLED, load_datalist
 from pipelines.generation import (
     PRIOR_FILE,
     condition,
@@ -113,6 +114,17 @@ def test_prior_is_cached_and_stamped(trained: TrainedModel, trained_run: Path) -
     again = fit_latent_prior(trained)  # from the cache
     np.testing.assert_array_equal(again.mu, prior.mu)
     assert again.stamp == prior.stamp
+
+
+def test_prior_cap_keeps_the_labelled_records(trained: TrainedModel) -> None:
+    records = load_datalist(trained.config.datalist, "training")
+    positives = [r for r in records if r["label"] == 1][:2]
+    negatives = [r for r in records if r["label"] == 0][:2]
+    unlabelled = [{**r, "label": UNLABELLED} for r in records[:6]]
+    # in file order the cap of 4 would hold only unlabelled images and no class model
+    prior = fit_latent_prior(trained, records=unlabelled + negatives + positives, max_images=4)
+    assert prior.classes == [0, 1]
+    assert sorted(prior.labels.tolist()) == [0, 0, 1, 1]
 
 
 @pytest.mark.parametrize("source", ["aggregate", "posterior"])
