@@ -3,7 +3,7 @@
 A thin layer over dicomweb-client that adds what an ingest needs and the client leaves out:
 credentials from the environment (never from the command line, never logged), a URL check
 that refuses credentials written into it, fast failure when the server is down (the client
-retries a refused connection for half a minute by default), and errors that say in one line
+retries a refused connection with long exponential waits by default), and errors that say in one line
 which URL failed and why, without echoing a secret. Instances are written one file each,
 ``<study>/<series>/<sop>.dcm``, in the transfer syntax the server stored them in
 (``transfer-syntax=*``), so that the folder reader decodes exactly what a folder ingest
@@ -167,8 +167,8 @@ def open_dicomweb(
         timeout: seconds to wait for each answer.
 
     Returns:
-        The client; a refused connection fails after 3 quick attempts (under a second),
-        not the library's default 5 attempts over half a minute.
+        The client; a refused connection fails after 3 attempts with short waits
+        (``wait_exponential_multiplier=100`` ms), not the library's default 5 with long waits.
 
     Raises:
         ValueError: a bad URL or an incomplete set of credentials.
